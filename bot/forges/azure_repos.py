@@ -1,0 +1,153 @@
+"""Pull requests on Azure Repos (Azure DevOps Services REST API 7.1)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from bot.forges.base import ForgeError, JsonApi, PullRequest, fit_description
+from bot.forges.remote import AzureReposRepo
+
+API_VERSION = "7.1"
+# Azure Repos rejects pull request descriptions above 4000 characters.
+DESCRIPTION_LIMIT = 4000
+# Thread comments take far more; the full description goes there when it does not fit.
+COMMENT_LIMIT = 150_000
+FULL_TEXT_HEADING = "Full description (Azure Repos limits pull request descriptions to 4000 characters):\n\n"
+# Thread status "closed": the comment is a record, not a discussion reviewers must resolve.
+THREAD_CLOSED = 4
+
+
+def _collection_org(collection_uri: str) -> str:
+    """Organization named by a collection URI: https://dev.azure.com/org/ or https://org.visualstudio.com/."""
+    parts = urlsplit(collection_uri)
+    host = (parts.hostname or "").lower()
+    if host.endswith(".visualstudio.com"):
+        return host.split(".", 1)[0]
+    segments = [s for s in parts.path.split("/") if s]
+    return segments[-1].lower() if segments else ""
+
+
+def organization_url(repo: AzureReposRepo) -> str:
+    """Base URL of the organization's REST API.
+
+    SYSTEM_COLLECTIONURI (set in every Azure Pipelines job) wins when it names the same
+    organization: it is the right host for the pipeline's organization, including old
+    *.visualstudio.com ones, and lets tests point the client at a local server.
+    """
+    collection = os.environ.get("SYSTEM_COLLECTIONURI", "")
+    if collection and _collection_org(collection) == repo.organization.lower():
+        return collection.rstrip("/")
+    return f"https://dev.azure.com/{quote(repo.organization)}"
+
+
+class AzureReposPullRequests:
+    """Opens, finds and updates pull requests of one repository."""
+
+    def __init__(self, repo: AzureReposRepo, token: str, org_url: str) -> None:
+        self.repo = repo
+        self.org_url = org_url.rstrip("/")
+        # Basic with an empty user name: accepted for PATs and for the pipeline's System.AccessToken.
+        basic = base64.b64encode(f":{token}".encode()).decode()
+        self.api = JsonApi("Azure Repos", {"Authorization": f"Basic {basic}", "Accept": "application/json"})
+
+    @classmethod
+    def from_env(cls, repo: AzureReposRepo) -> AzureReposPullRequests:
+        token = os.environ.get("SYSTEM_ACCESSTOKEN") or os.environ.get("AZURE_DEVOPS_EXT_PAT") or ""
+        if not token:
+            raise ForgeError(
+                f"no token for Azure Repos repository {repo.organization}/{repo.project}/{repo.name}: "
+                "set SYSTEM_ACCESSTOKEN (in a pipeline: env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)) "
+                "or AZURE_DEVOPS_EXT_PAT (a PAT with Code: Read & write)"
+            )
+        return cls(repo, token, organization_url(repo))
+
+    @property
+    def _repo_url(self) -> str:
+        return f"{self.org_url}/{quote(self.repo.project)}/_apis/git/repositories/{quote(self.repo.name)}"
+
+    def _web_url(self, pull: dict[str, Any]) -> str:
+        web = (pull.get("repository") or {}).get("webUrl") or (
+            f"{self.org_url}/{quote(self.repo.project)}/_git/{quote(self.repo.name)}"
+        )
+        return f"{web}/pullrequest/{pull['pullRequestId']}"
+
+    def _call(self, method: str, path: str, *, params: dict[str, str] | None = None,
+              json: Any = None, expected: tuple[int, ...] = (200, 201)) -> Any:
+        return self.api.call(method, f"{self._repo_url}{path}",
+                             params={**(params or {}), "api-version": API_VERSION}, json=json,
+                             expected=expected)
+
+    def find_active(self, source_branch: str, target_branch: str) -> dict[str, Any] | None:
+        found = self._call("GET", "/pullrequests", params={
+            "searchCriteria.sourceRefName": f"refs/heads/{source_branch}",
+            "searchCriteria.targetRefName": f"refs/heads/{target_branch}",
+            "searchCriteria.status": "active",
+        })
+        pulls = (found or {}).get("value") or []
+        return pulls[0] if pulls else None
+
+    def open_or_update(self, source_branch: str, target_branch: str, title: str, description: str,
+                       auto_merge: bool) -> PullRequest:
+        body, truncated = fit_description(description, DESCRIPTION_LIMIT,
+                                          "The full description is in the first comment.")
+        existing = self.find_active(source_branch, target_branch)
+        created = False
+        if existing is None:
+            try:
+                pull = self._call("POST", "/pullrequests", json={
+                    "sourceRefName": f"refs/heads/{source_branch}",
+                    "targetRefName": f"refs/heads/{target_branch}",
+                    "title": title,
+                    "description": body,
+                }, expected=(201,))
+                created = True
+            except ForgeError as exc:
+                # TF401179 (HTTP 409): an active pull request for these branches appeared meanwhile.
+                existing = self.find_active(source_branch, target_branch) if exc.status == 409 else None
+                if existing is None:
+                    raise
+        if existing is not None:
+            pull = existing
+            # Skipping an identical update keeps the pull request's history free of no-op edits.
+            if existing.get("title") != title or (existing.get("description") or "") != body:
+                pull = self._call("PATCH", f"/pullrequests/{existing['pullRequestId']}",
+                                  json={"title": title, "description": body})
+        if truncated:
+            self._record_full_description(pull["pullRequestId"], description)
+        if auto_merge:
+            self._set_auto_complete(pull, title)
+        return PullRequest(url=self._web_url(pull), number=int(pull["pullRequestId"]), created=created)
+
+    def _record_full_description(self, pull_id: int, description: str) -> None:
+        """Post the untruncated description as a closed comment thread, once per distinct text."""
+        content = (FULL_TEXT_HEADING + description)[:COMMENT_LIMIT]
+        threads = self._call("GET", f"/pullRequests/{pull_id}/threads")
+        for thread in (threads or {}).get("value") or []:
+            if any(c.get("content") == content for c in thread.get("comments") or []):
+                return
+        self._call("POST", f"/pullRequests/{pull_id}/threads", json={
+            "comments": [{"parentCommentId": 0, "content": content, "commentType": 1}],
+            "status": THREAD_CLOSED,
+        })
+
+    def _set_auto_complete(self, pull: dict[str, Any], title: str) -> None:
+        """Complete (merge) when the branch policies pass, as the identity that created it (envbot).
+
+        A merge commit (noFastForward) keeps envbot's commits, and so their Envbot-* trailers,
+        intact on the target branch.
+        """
+        creator = (pull.get("createdBy") or {}).get("id")
+        if not creator:
+            raise ForgeError(f"Azure Repos: pull request {pull['pullRequestId']} has no createdBy.id "
+                             "to set auto-complete with")
+        self._call("PATCH", f"/pullrequests/{pull['pullRequestId']}", json={
+            "autoCompleteSetBy": {"id": creator},
+            "completionOptions": {
+                "mergeStrategy": "noFastForward",
+                "deleteSourceBranch": True,
+                "mergeCommitMessage": title,
+            },
+        })

@@ -1,0 +1,108 @@
+"""Pull requests on GitHub (REST API 2022-11-28; auto-merge through GraphQL)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+from bot.forges.base import ForgeError, JsonApi, PullRequest, fit_description
+from bot.forges.remote import GitHubRepo
+
+# GitHub rejects bodies above 65536 characters.
+DESCRIPTION_LIMIT = 65536
+DEFAULT_API_URL = "https://api.github.com"
+
+_ENABLE_AUTO_MERGE = """
+mutation EnableAutoMerge($pullRequestId: ID!) {
+  enablePullRequestAutoMerge(input: {pullRequestId: $pullRequestId, mergeMethod: MERGE}) {
+    pullRequest { number autoMergeRequest { enabledAt } }
+  }
+}
+"""
+
+
+class GitHubPullRequests:
+    """Opens, finds and updates pull requests of one repository."""
+
+    def __init__(self, repo: GitHubRepo, token: str, api_url: str, graphql_url: str) -> None:
+        self.repo = repo
+        self.api_url = api_url.rstrip("/")
+        self.graphql_url = graphql_url
+        self.api = JsonApi("GitHub", {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        })
+
+    @classmethod
+    def from_env(cls, repo: GitHubRepo) -> GitHubPullRequests:
+        token = os.environ.get("GITHUB_TOKEN", "")
+        if not token:
+            raise ForgeError(
+                f"no token for GitHub repository {repo.owner}/{repo.name}: set GITHUB_TOKEN "
+                "(a token allowed to write pull requests and contents)"
+            )
+        # GITHUB_API_URL / GITHUB_GRAPHQL_URL: the GitHub Actions variables (GitHub Enterprise Server).
+        api_url = os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL
+        graphql_url = os.environ.get("GITHUB_GRAPHQL_URL") or f"{api_url.rstrip('/')}/graphql"
+        return cls(repo, token, api_url, graphql_url)
+
+    @property
+    def _pulls_url(self) -> str:
+        return f"{self.api_url}/repos/{quote(self.repo.owner)}/{quote(self.repo.name)}/pulls"
+
+    def find_open(self, source_branch: str, target_branch: str) -> dict[str, Any] | None:
+        pulls = self.api.call("GET", self._pulls_url, params={
+            "head": f"{self.repo.owner}:{source_branch}",
+            "base": target_branch,
+            "state": "open",
+        })
+        return pulls[0] if pulls else None
+
+    def open_or_update(self, source_branch: str, target_branch: str, title: str, description: str,
+                       auto_merge: bool) -> PullRequest:
+        body, _ = fit_description(
+            description, DESCRIPTION_LIMIT,
+            f"GitHub limits pull request descriptions to {DESCRIPTION_LIMIT} characters.",
+        )
+        existing = self.find_open(source_branch, target_branch)
+        created = False
+        if existing is None:
+            try:
+                pull = self.api.call("POST", self._pulls_url, json={
+                    "title": title, "head": source_branch, "base": target_branch, "body": body,
+                }, expected=(201,))
+                created = True
+            except ForgeError as exc:
+                # Opened concurrently (another envbot run): update that one instead.
+                existing = self.find_open(source_branch, target_branch) if exc.status == 422 else None
+                if existing is None:
+                    raise
+        if existing is not None:
+            pull = existing
+            if existing.get("title") != title or (existing.get("body") or "") != body:
+                pull = self.api.call("PATCH", f"{self._pulls_url}/{existing['number']}",
+                                     json={"title": title, "body": body})
+        if auto_merge:
+            self.enable_auto_merge(pull)
+        return PullRequest(url=pull["html_url"], number=int(pull["number"]), created=created)
+
+    def enable_auto_merge(self, pull: dict[str, Any]) -> None:
+        """Merge when the branch protection's checks pass (repository setting "Allow auto-merge").
+
+        GitHub refuses auto-merge on a pull request that can already be merged ("clean status"):
+        then it is merged right away, which is what auto-merge would have done.
+        """
+        result = self.api.call("POST", self.graphql_url, json={
+            "query": _ENABLE_AUTO_MERGE, "variables": {"pullRequestId": pull["node_id"]},
+        })
+        errors = (result or {}).get("errors") or []
+        if not errors:
+            return
+        messages = "; ".join(str(e.get("message", e)) for e in errors)
+        if "clean status" in messages.lower():
+            self.api.call("PUT", f"{self._pulls_url}/{pull['number']}/merge",
+                          json={"merge_method": "merge"})
+            return
+        raise ForgeError(f"GitHub: cannot enable auto-merge on pull request #{pull['number']}: {messages}")

@@ -1,0 +1,198 @@
+"""environments/argocd: CRD validity, the ApplicationSet's output, the project's fences and windows."""
+
+from __future__ import annotations
+
+import fnmatch
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from bot.policy import Policy, load_policy, parse_duration
+from tests.environments.applicationset_eval import TemplateError, generate_applications, render_string
+from tests.environments.schemas import REPO_ROOT, argocd_errors
+
+ARGOCD_DIR = REPO_ROOT / "environments" / "argocd"
+# Helm values for the argo/argo-cd chart, not a Kubernetes manifest.
+HELM_VALUES = ARGOCD_DIR / "argocd-values.yaml"
+APP = "ai-app"
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in YAML(typ="safe").load_all(path.read_text()) if d]
+
+
+def manifests() -> list[tuple[Path, dict[str, Any]]]:
+    return [(p, d) for p in sorted(ARGOCD_DIR.glob("*.yaml")) if p != HELM_VALUES for d in load_documents(p)]
+
+
+def one(kind: str) -> dict[str, Any]:
+    (document,) = [d for _, d in manifests() if d["kind"] == kind]
+    return document
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def applications() -> list[dict[str, Any]]:
+    # The environments repository is this repository: environments/ sits at its root.
+    return generate_applications(one("ApplicationSet"), REPO_ROOT)
+
+
+def test_manifests_are_one_project_and_one_applicationset() -> None:
+    assert sorted(d["kind"] for _, d in manifests()) == ["AppProject", "ApplicationSet"]
+
+
+@pytest.mark.parametrize("path_and_doc", manifests(), ids=lambda pd: f"{pd[0].name}:{pd[1]['kind']}")
+def test_manifest_matches_its_crd(path_and_doc: tuple[Path, dict[str, Any]]) -> None:
+    path, document = path_and_doc
+    assert argocd_errors(document) == [], path.name
+
+
+def test_crd_validation_catches_a_misspelt_field() -> None:
+    project = one("AppProject")
+    project["spec"]["syncWindows"][0]["timezone"] = project["spec"]["syncWindows"][0].pop("timeZone")
+    assert argocd_errors(project) == [
+        "spec.syncWindows.0: Additional properties are not allowed ('timezone' was unexpected)"]
+
+
+def test_applicationset_makes_one_application_per_environment(
+        applications: list[dict[str, Any]], policy: Policy) -> None:
+    app = policy.app(APP)
+    expected = {app.application(env.name): env for env in policy.environments}
+    assert sorted(a["metadata"]["name"] for a in applications) == sorted(expected)
+    for application in applications:
+        env = expected[application["metadata"]["name"]]
+        spec = application["spec"]
+        assert spec["destination"] == {"server": "https://kubernetes.default.svc", "namespace": env.namespace}
+        chart, values = spec["sources"]
+        values_file = policy.repo_path(app, env.name)  # path in the environments repository
+        assert chart["helm"]["valueFiles"] == [f"$values/{values_file}"]
+        assert (REPO_ROOT / values_file).is_file()
+        assert chart["helm"]["releaseName"] == APP
+        assert values["ref"] == "values"
+        assert application["metadata"]["labels"]["ai-app.io/environment"] == env.name
+        assert spec["syncPolicy"]["managedNamespaceMetadata"]["labels"]["ai-app.io/environment"] == env.name
+
+
+def test_generated_applications_match_the_application_crd(applications: list[dict[str, Any]]) -> None:
+    for application in applications:
+        assert argocd_errors(application) == [], application["metadata"]["name"]
+
+
+def test_generated_applications_sync_automatically_and_retry(applications: list[dict[str, Any]]) -> None:
+    for application in applications:
+        sync = application["spec"]["syncPolicy"]
+        assert sync["automated"] == {"prune": True, "selfHeal": True}
+        assert "CreateNamespace=true" in sync["syncOptions"]
+        assert sync["retry"]["limit"] > 0 and sync["retry"]["backoff"]["factor"] > 1
+
+
+def test_generated_applications_stay_inside_the_project(applications: list[dict[str, Any]]) -> None:
+    project = one("AppProject")
+    allowed = {(d["server"], d["namespace"]) for d in project["spec"]["destinations"]}
+    for application in applications:
+        spec = application["spec"]
+        assert spec["project"] == project["metadata"]["name"]
+        destination = spec["destination"]
+        assert (destination["server"], destination["namespace"]) in allowed
+        for source in spec["sources"]:
+            assert source["repoURL"] in project["spec"]["sourceRepos"]
+
+
+def test_project_destinations_are_exactly_the_environments(policy: Policy) -> None:
+    project = one("AppProject")
+    assert sorted(d["namespace"] for d in project["spec"]["destinations"]) == sorted(
+        e.namespace for e in policy.environments)
+
+
+def test_environment_folders_and_promotion_yaml_agree(policy: Policy) -> None:
+    # The generator follows folders, envbot follows promotion.yaml: a folder without an entry (or
+    # the reverse) would deploy an environment envbot cannot promote into.
+    folders = sorted(p.parent.name for p in (REPO_ROOT / "environments").glob("*/values.yaml"))
+    assert folders == sorted(e.name for e in policy.environments)
+    for env in policy.environments:
+        assert env.namespace == f"{APP}-{env.name}"
+
+
+def test_template_keys_fail_loudly_with_missingkey_error() -> None:
+    params = {"path": {"basename": "dev"}}
+    assert render_string("ai-app-{{ .path.basename }}", params, missingkey_error=True) == "ai-app-dev"
+    with pytest.raises(TemplateError, match="no entry for key 'basname'"):
+        render_string("ai-app-{{ .path.basname }}", params, missingkey_error=True)
+    assert render_string("{{ .nope }}", params, missingkey_error=False) == "<no value>"
+    appset = one("ApplicationSet")
+    assert appset["spec"]["goTemplate"] is True
+    assert appset["spec"]["goTemplateOptions"] == ["missingkey=error"]
+
+
+def test_sync_windows_are_the_freeze_windows_of_promotion_yaml(policy: Policy) -> None:
+    windows = one("AppProject")["spec"]["syncWindows"]
+    assert all(w["kind"] == "deny" for w in windows), "an allow window would block syncs outside it"
+    app = policy.app(APP)
+    for env in policy.environments:
+        name = app.application(env.name)
+        matching = [w for w in windows if any(fnmatch.fnmatchcase(name, p) for p in w.get("applications", []))]
+        assert sorted((w["schedule"], parse_duration(w["duration"]), w.get("timeZone", "UTC")) for w in matching) \
+            == sorted((f.schedule, f.duration, f.timezone) for f in env.freeze), env.name
+        assert not any(w.get("namespaces") or w.get("clusters") for w in matching)
+
+
+def test_cluster_scoped_whitelist_is_only_namespaces() -> None:
+    assert one("AppProject")["spec"]["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
+    assert one("AppProject")["spec"]["orphanedResources"] == {"warn": True}
+
+
+def _rendered_kinds(helm_bin: str, values_file: Path, extra: list[str]) -> set[tuple[str, str]]:
+    result = subprocess.run(
+        [helm_bin, "template", "ai-app", str(REPO_ROOT / "charts" / APP), "--namespace", "ai-app-test",
+         "-f", str(values_file), *extra],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    kinds = set()
+    for document in YAML(typ="safe").load_all(result.stdout):
+        if not document:
+            continue
+        # Argo CD does not run helm test hooks.
+        hooks = (document.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook", "")
+        if "test" in hooks.split(","):
+            continue
+        group = document["apiVersion"].rpartition("/")[0]
+        kinds.add((group, document["kind"]))
+    return kinds
+
+
+def test_namespaced_whitelist_is_what_the_chart_renders(helm_bin: str, policy: Policy) -> None:
+    every_option = ["--set", "ingress.enabled=true", "--set", "autoscaling.enabled=true",
+                    "--set", "metrics.serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
+                    "--set", "pdb.create=true"]
+    rendered: set[tuple[str, str]] = set()
+    for env in policy.environments:
+        values_file = policy.values_file(policy.app(APP), env.name)
+        rendered |= _rendered_kinds(helm_bin, values_file, [])
+        rendered |= _rendered_kinds(helm_bin, values_file, every_option)
+    whitelist = {(r["group"], r["kind"]) for r in one("AppProject")["spec"]["namespaceResourceWhitelist"]}
+    assert rendered - whitelist == set(), "the chart renders kinds the project would refuse to sync"
+    assert whitelist - rendered == set(), "whitelisted kinds the chart never renders"
+
+
+def test_notification_subscriptions_are_configured() -> None:
+    notifications = YAML(typ="safe").load(HELM_VALUES.read_text())["notifications"]
+    annotations = one("ApplicationSet")["spec"]["template"]["metadata"]["annotations"]
+    subscriptions = [k.removeprefix("notifications.argoproj.io/subscribe.").split(".", 1)
+                     for k in annotations if k.startswith("notifications.argoproj.io/subscribe.")]
+    assert {trigger for trigger, _ in subscriptions} >= {"on-sync-failed", "on-health-degraded"}
+    for trigger, service in subscriptions:
+        assert f"service.{service}" in notifications["notifiers"]
+        definitions = YAML(typ="safe").load(notifications["triggers"][f"trigger.{trigger}"])
+        for definition in definitions:
+            for template in definition["send"]:
+                assert f"template.{template}" in notifications["templates"]
+    recipients = YAML(typ="safe").load(notifications["notifiers"]["service.teams-workflows"])["recipientUrls"]
+    assert set(annotations.values()) <= set(recipients)
