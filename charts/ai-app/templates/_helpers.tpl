@@ -1,0 +1,156 @@
+{{/*
+Names, labels and the few computed values every template shares.
+*/}}
+
+{{/* Chart name, overridable. */}}
+{{- define "ai-app.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: "<release>-<chart>", or the release name alone when it already contains the chart name. */}}
+{{- define "ai-app.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "name-version" of the chart, for the helm.sh/chart label. */}}
+{{- define "ai-app.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+A string made a valid label value: characters outside [A-Za-z0-9_.-] become "-", at most 63
+characters, starting and ending with an alphanumeric.
+*/}}
+{{- define "ai-app.labelValue" -}}
+{{- regexReplaceAll "[^A-Za-z0-9_.-]" (toString .) "-" | trunc 63 | trimAll "-_." -}}
+{{- end -}}
+
+{{/* Labels that select the inference pods; never change them after the first install. */}}
+{{- define "ai-app.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ai-app.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: inference
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "ai-app.labels" -}}
+helm.sh/chart: {{ include "ai-app.chart" . }}
+app.kubernetes.io/name: {{ include "ai-app.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ include "ai-app.labelValue" (include "ai-app.imageTag" .) | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ai-app
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels naming the served model (sanitised to label syntax). */}}
+{{- define "ai-app.modelLabels" -}}
+ai-app.io/model-name: {{ include "ai-app.labelValue" .Values.model.name | quote }}
+ai-app.io/model-version: {{ include "ai-app.labelValue" .Values.model.version | quote }}
+{{- end -}}
+
+{{/* ServiceAccount name: the fixed name, else the full name (created) or "default" (not created). */}}
+{{- define "ai-app.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "ai-app.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The tag people read: image.tag, else the chart's appVersion. */}}
+{{- define "ai-app.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
+{{- end -}}
+
+{{/*
+Image reference. The digest wins over the tag ("repo@sha256:..."); with image.requireDigest a
+missing digest stops the render.
+*/}}
+{{- define "ai-app.image" -}}
+{{- $image := .Values.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else if $image.requireDigest -}}
+{{- fail "image.digest is required: image.requireDigest is true, so this environment deploys only by digest (set image.digest to \"sha256:<64 hex>\")" -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (include "ai-app.imageTag" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Checks the values the schema cannot express (they depend on each other); renders nothing.
+*/}}
+{{- define "ai-app.validateValues" -}}
+{{- $model := .Values.model -}}
+{{- if has $model.source (list "blob" "s3") -}}
+{{- if not $model.uri -}}
+{{- fail (printf "model.uri is required when model.source is %q" $model.source) -}}
+{{- end -}}
+{{- if not $model.sha256 -}}
+{{- fail (printf "model.sha256 is required when model.source is %q: the init container verifies the download against it" $model.source) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $model.source "blob") (not (regexMatch "^https?://" $model.uri)) -}}
+{{- fail (printf "model.uri %q: model.source blob needs an https:// blob URL (http:// only for Azurite)" $model.uri) -}}
+{{- end -}}
+{{- if and (eq $model.source "s3") (not (hasPrefix "s3://" $model.uri)) -}}
+{{- fail (printf "model.uri %q: model.source s3 needs an s3://<bucket>/<key> URI" $model.uri) -}}
+{{- end -}}
+{{- if and (eq $model.source "image") $model.uri -}}
+{{- fail (printf "model.uri %q is set but model.source is \"image\": set model.source to blob or s3, or empty model.uri" $model.uri) -}}
+{{- end -}}
+{{- if and .Values.workloadIdentity.enabled (not .Values.workloadIdentity.clientId) -}}
+{{- fail "workloadIdentity.clientId is required when workloadIdentity.enabled is true (the managed identity's client ID)" -}}
+{{- end -}}
+{{- if and .Values.workloadIdentity.enabled (not .Values.serviceAccount.create) -}}
+{{- fail "workloadIdentity.enabled needs serviceAccount.create: the chart annotates the ServiceAccount with the client ID" -}}
+{{- end -}}
+{{- if and .Values.service.azureDnsLabel (ne .Values.service.type "LoadBalancer") -}}
+{{- fail (printf "service.azureDnsLabel is set but service.type is %q: the DNS label applies only to a LoadBalancer" .Values.service.type) -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- fail (printf "autoscaling.minReplicas (%v) is above autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Restricted Pod Security Standard, pod level. */}}
+{{- define "ai-app.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Restricted Pod Security Standard, container level (every container, init and test pods included). */}}
+{{- define "ai-app.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Model file path inside the app container in blob/s3 mode. */}}
+{{- define "ai-app.fetchedModelPath" -}}
+{{- printf "%s/model.onnx" (trimSuffix "/" .Values.model.mountPath) -}}
+{{- end -}}
