@@ -40,9 +40,10 @@ class StageRunner:
             start = time.monotonic()
             try:
                 action()
-            except StageFailed as exc:
-                print(_style(RED, f"\nFAILED at stage {index}/{total} '{name}':\n{exc}"), file=sys.stderr)
-                raise
+            except Exception as exc:
+                reason = str(exc) if isinstance(exc, StageFailed) else f"{type(exc).__name__}: {exc}"
+                print(_style(RED, f"\nFAILED at stage {index}/{total} '{name}':\n{reason}"), file=sys.stderr)
+                raise StageFailed(reason) from exc
             seconds = time.monotonic() - start
             self.timings.append(StageTiming(name, seconds))
             print(_style(GREEN, f"    done in {seconds:.1f}s"), flush=True)

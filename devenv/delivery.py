@@ -1,0 +1,344 @@
+"""The local end-to-end delivery run: the whole flow on one machine with real parts.
+
+Azurite stands in for Blob, an OCI registry over TLS for ACR, the Docker engine builds and runs
+the image, and a bare Git repository is the environments remote. The stages are those of
+azure-pipelines.yml followed by what people do with envbot:
+
+  train + publish model v1 -> CI: fetch model by digest, build, push, envbot update dev
+  -> promote dev->staging (PR branch + rendered diff), merge -> promote staging->prod, merge
+  -> publish model v2 -> update dev -> promote to staging and prod
+  -> roll prod back with git revert -> status, history
+  -> run the release prod pins, as the chart renders it, and predict.
+
+Run it with `scripts/e2e` (or `python -m devenv.delivery --workdir DIR`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devenv import REPO_ROOT, STATE_DIR, baseimage, docker, helm
+from devenv import azurite as azurite_service
+from devenv import registry as registry_service
+from devenv.image import build_app_image
+from devenv.podrunner import Pod, pod_spec_of
+from devenv.process import free_port
+from devenv.stages import StageFailed, StageRunner, run_command
+
+APP = "ai-app"
+MODEL_NAME = "iris-logreg"
+CONTAINER = "models"
+IMAGE_REPOSITORY = "ai-app"
+# The people of the story: who merges pull requests in the environments repo.
+REVIEWER = ("Riley Reviewer", "riley@example.invalid")
+SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+@dataclass
+class DeliveryRun:
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    registry: registry_service.Registry | None = None
+    azurite: azurite_service.Azurite | None = None
+    dockerd: object | None = None
+    remote: Path | None = None
+    models: dict[str, dict[str, str]] = field(default_factory=dict)
+    image_ref: str = ""
+    runner: StageRunner = field(default_factory=StageRunner)
+    prediction: dict | None = None
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def python(self, *args: str | Path) -> str:
+        return run_command([sys.executable, *args], env=self.env)
+
+    def envbot(self, *args: str | Path) -> str:
+        envbot = Path(sys.executable).with_name("envbot")
+        return run_command([envbot, *args, "--repo", self.remote_url], env=self.env)
+
+    @property
+    def remote_url(self) -> str:
+        assert self.remote is not None
+        return str(self.remote)
+
+    def git(self, *args: str | Path, cwd: Path) -> str:
+        return run_command(["git", *args], cwd=cwd, env=self.env, show=False)
+
+    def model_uri(self, version: str) -> str:
+        assert self.azurite is not None
+        return f"{self.azurite.blob_endpoint}/{CONTAINER}/{MODEL_NAME}/{version}/model.onnx"
+
+    # --- stages -----------------------------------------------------------------------------------
+
+    def start_services(self) -> None:
+        self.dockerd = docker.ensure_engine()
+        self.registry = registry_service.start(self.workdir / "registry")
+        self.azurite = azurite_service.start(self.workdir / "azurite")
+        # What CI's service connections provide in Azure: storage access and registry trust.
+        self.env = {
+            **os.environ,
+            "AZURE_STORAGE_CONNECTION_STRING": self.azurite.connection_string,
+            "REQUESTS_CA_BUNDLE": str(self.registry.ca_file),
+            "ENVBOT_GIT_NAME": "envbot",
+            "ENVBOT_GIT_EMAIL": "envbot@example.invalid",
+            "GIT_TERMINAL_PROMPT": "0",
+            "ENVBOT_HELM": helm.helm_binary(),
+        }
+        for key in ("GITHUB_TOKEN", "SYSTEM_ACCESSTOKEN", "AZURE_DEVOPS_EXT_PAT", "ARGOCD_SERVER"):
+            self.env.pop(key, None)  # a plain git remote: no forge, no Argo CD in this run
+        print(f"    OCI registry (ACR stand-in): {self.registry.url}  (TLS, CA {self.registry.ca_file})")
+        print(f"    Azurite Blob:                {self.azurite.blob_endpoint}")
+        from azure.storage.blob import BlobServiceClient
+
+        BlobServiceClient.from_connection_string(self.azurite.connection_string).create_container(CONTAINER)
+
+    def create_environments_remote(self) -> None:
+        """A bare repo seeded from environments/ and the chart, as a platform team would set it up.
+
+        Soak times and freeze windows are switched off here so the whole flow runs in minutes on any
+        day of the week; everything else is the template as committed.
+        """
+        self.remote = self.workdir / "environments.git"
+        seed = self.workdir / "seed"
+        shutil.copytree(REPO_ROOT / "environments", seed / "environments")
+        shutil.copytree(REPO_ROOT / "charts" / APP, seed / "charts" / APP)
+        promotion = seed / "environments" / "promotion.yaml"
+        lines = promotion.read_text().splitlines(keepends=True)
+        promotion.write_text("".join(_without_gates(lines)))
+        self.git("init", "--quiet", "--initial-branch=main", cwd=seed)
+        self.git("add", ".", cwd=seed)
+        self.git("-c", "user.name=Platform Team", "-c", "user.email=platform@example.invalid",
+                 "commit", "--quiet", "-m", "Environments repo: dev, staging, prod", cwd=seed)
+        self.git("clone", "--quiet", "--bare", seed, self.remote, cwd=self.workdir)
+        shutil.rmtree(seed)
+        print(f"    environments remote: {self.remote} (bare)")
+
+    def publish_model(self, version: str) -> None:
+        out = self.workdir / "models"
+        trained = json.loads(self.python("-m", "app", "train", "--out", out, "--model", MODEL_NAME,
+                                         "--version", version, "--json"))
+        published = json.loads(self.python("-m", "app", "publish-model", trained["path"],
+                                           "--uri", self.model_uri(version), "--json"))
+        self.models[version] = published
+
+    def ci_fetch_model(self) -> None:
+        model = self.models["1"]
+        self.python("-m", "app", "fetch-model", "--uri", model["uri"], "--sha256", model["sha256"],
+                    "--dest", self.workdir / "ci-model")
+
+    def ci_build_image(self) -> None:
+        revision = _git_head()
+        image_id = build_app_image(
+            f"{IMAGE_REPOSITORY}:{revision[:12]}",
+            baseimage.ensure_base_image(),
+            model_file=self.workdir / "ci-model" / "model.onnx",
+            model_name=MODEL_NAME,
+            model_version="1",
+            revision=revision,
+            version=_project_version(),
+            source=str(REPO_ROOT),
+        )
+        print(f"    built {IMAGE_REPOSITORY}:{revision[:12]} ({image_id[:19]}), model {MODEL_NAME}@1 baked in")
+
+    def ci_push_image(self) -> None:
+        assert self.registry is not None
+        revision = _git_head()[:12]
+        build_id = time.strftime("%Y%m%d.%H%M%S")
+        target = f"{self.registry.host}/{IMAGE_REPOSITORY}"
+        for tag in (revision, build_id):
+            docker.run("tag", f"{IMAGE_REPOSITORY}:{revision}", f"{target}:{tag}")
+            run_command(["docker", "push", "--quiet", f"{target}:{tag}"])
+        digest = docker.run("image", "inspect", "--format", "{{json .RepoDigests}}", f"{target}:{revision}").stdout
+        pinned = [d for d in json.loads(digest) if d.startswith(target + "@")]
+        if not pinned:
+            raise StageFailed(f"the registry reported no digest for {target}:{revision}")
+        self.image_ref = pinned[0]
+        print(f"    pushed {target}:{revision} and :{build_id} -> {self.image_ref}")
+
+    def update_dev(self, model_version: str) -> None:
+        self.envbot("update", "dev", "--image", self.image_ref, "--model", self.models[model_version]["uri"],
+                    "--source-repo", REPO_ROOT)
+
+    def promote_and_merge(self, src: str, dst: str) -> None:
+        self.envbot("promote", src, dst, "--source-repo", REPO_ROOT)
+        self.merge_pull_request(f"envbot/promote-{APP}-{dst}", f"promotion to {dst}")
+
+    def rollback_and_merge(self, env: str) -> None:
+        self.envbot("rollback", env)
+        self.merge_pull_request(f"envbot/rollback-{APP}-{env}", f"rollback of {env}")
+
+    def merge_pull_request(self, branch: str, what: str) -> None:
+        """What a reviewer does on a plain git remote: merge the pushed branch into main."""
+        clone = Path(tempfile.mkdtemp(prefix="review-", dir=self.workdir))
+        try:
+            self.git("clone", "--quiet", self.remote_url, clone, cwd=self.workdir)
+            name, email = REVIEWER
+            self.git("-c", f"user.name={name}", "-c", f"user.email={email}", "merge", "--no-ff", "--quiet",
+                     "-m", f"Merge {branch}: {what}", f"origin/{branch}", cwd=clone)
+            self.git("push", "--quiet", "origin", "main", f":{branch}", cwd=clone)
+        finally:
+            shutil.rmtree(clone, ignore_errors=True)
+        print(f"    {name} reviewed the diff and merged {branch} into main")
+
+    def show_status_and_history(self) -> None:
+        self.envbot("status")
+        self.envbot("history", "prod")
+
+    def run_prod_release(self) -> None:
+        """Render the chart with prod's values as Argo CD would, then run that pod in Docker."""
+        assert self.azurite is not None and self.registry is not None
+        checkout = self.workdir / "prod-checkout"
+        self.git("clone", "--quiet", "--depth", "1", self.remote_url, checkout, cwd=self.workdir)
+        port = free_port()
+        secret = "ai-app-storage"
+        rendered = run_command([
+            helm.helm_binary(), "template", APP, checkout / "charts" / APP,
+            "--namespace", "ai-app-prod",
+            "-f", checkout / "environments" / "prod" / "values.yaml",
+            # Local differences from AKS: no workload identity here, so the Azurite connection string
+            # comes from a Secret the way a user would inject one; the pod listens on a free port.
+            "--set", "workloadIdentity.enabled=false",
+            "--set-json", f'extraEnvFrom=[{{"secretRef":{{"name":"{secret}"}}}}]',
+            "--set", f"server.port={port}",
+        ], env=self.env, show=False)
+        deployment = _find(rendered, "Deployment")
+        spec = pod_spec_of(deployment)
+        pin_image = spec["containers"][0]["image"]
+        print(f"    prod pins {pin_image}")
+        docker.run("pull", pin_image)
+        with Pod(spec, self.workdir / "pod", name="ai-app-prod",
+                 secrets={secret: {"AZURE_STORAGE_CONNECTION_STRING": self.azurite.connection_string}}) as pod:
+            pod.wait_ready()
+            host_port = pod.port(spec["containers"][0]["name"], port)
+            with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/version", timeout=10) as resp:
+                version = json.load(resp)
+            body = json.dumps({"id": "e2e-1", "inputs": [
+                {"name": "input", "shape": [len(SAMPLE), 4], "datatype": "FP32", "data": SAMPLE}]}).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{host_port}/v2/models/{version['model']['name']}/infer", data=body,
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                self.prediction = json.load(resp)
+        print(f"    /version: {json.dumps(version)}")
+        print(f"    prediction: {json.dumps(self.prediction)}")
+        # After the rollback prod must serve model v1 again, by the digest that was published.
+        expected = self.models["1"]
+        if (version["model"]["version"], version["model"]["sha256"]) != ("1", expected["sha256"]):
+            raise StageFailed(f"prod serves model {version['model']}, expected {MODEL_NAME} v1 "
+                              f"sha256 {expected['sha256']} after the rollback")
+
+    # --- the run ----------------------------------------------------------------------------------
+
+    def stages(self) -> list[tuple[str, object]]:
+        return [
+            ("Start the local Azure stand-ins (Docker engine, OCI registry over TLS, Azurite)", self.start_services),
+            ("Create the environments repo (bare Git remote)", self.create_environments_remote),
+            ("Data scientist: train and publish model v1 to Blob", lambda: self.publish_model("1")),
+            ("CI: fetch the pinned model by digest", self.ci_fetch_model),
+            ("CI: build the image with the model baked in", self.ci_build_image),
+            ("CI: push the image to the registry", self.ci_push_image),
+            ("CI: envbot update dev", lambda: self.update_dev("1")),
+            ("Promote dev -> staging (pull request) and merge", lambda: self.promote_and_merge("dev", "staging")),
+            ("Promote staging -> prod (pull request) and merge", lambda: self.promote_and_merge("staging", "prod")),
+            ("Data scientist: publish model v2", lambda: self.publish_model("2")),
+            ("Model release: envbot update dev with model v2", lambda: self.update_dev("2")),
+            ("Promote model v2 dev -> staging, merge", lambda: self.promote_and_merge("dev", "staging")),
+            ("Promote model v2 staging -> prod, merge", lambda: self.promote_and_merge("staging", "prod")),
+            ("Roll prod back with git revert, merge", lambda: self.rollback_and_merge("prod")),
+            ("envbot status and history", self.show_status_and_history),
+            ("Run the release prod pins, as the chart renders it, and predict", self.run_prod_release),
+        ]
+
+    def stop(self) -> None:
+        for service in (self.registry, self.azurite, self.dockerd):
+            if service is not None:
+                service.stop()
+
+
+def _without_gates(lines: list[str]) -> list[str]:
+    """promotion.yaml with soak times zeroed and freeze windows dropped (local run only)."""
+    out: list[str] = []
+    skipping_indent: int | None = None
+    for line in lines:
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if skipping_indent is not None:
+            if stripped and indent <= skipping_indent:
+                skipping_indent = None
+            else:
+                continue
+        if stripped.startswith("soak:"):
+            out.append(f"{' ' * indent}soak: 0s  # local run: no soak time\n")
+        elif stripped.startswith("freeze:"):
+            out.append(f"{' ' * indent}freeze: []  # local run: no freeze windows\n")
+            skipping_indent = indent
+        else:
+            out.append(line)
+    return out
+
+
+def _find(rendered: str, kind: str) -> dict:
+    from ruamel.yaml import YAML
+
+    for doc in YAML(typ="safe").load_all(rendered):
+        if doc and doc.get("kind") == kind:
+            return doc
+    raise StageFailed(f"helm template rendered no {kind}")
+
+
+def _git_head() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _project_version() -> str:
+    from importlib.metadata import version
+
+    return version("ai-app-gitops")
+
+
+LEAD_TIME_STAGES = ("CI: fetch", "CI: build", "CI: push", "CI: envbot update dev")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/e2e", description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=STATE_DIR / "delivery",
+                        help="where the run keeps its registry, blobs, repos and pod volumes (emptied first)")
+    parser.add_argument("--timings", type=Path, help="write the stage timings as JSON to this file")
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    run = DeliveryRun(workdir=args.workdir.resolve())
+    try:
+        run.runner.run(run.stages())
+    except StageFailed:
+        return 1
+    finally:
+        run.stop()
+    lead = sum(t.seconds for t in run.runner.timings if t.name.startswith(LEAD_TIME_STAGES))
+    print("\nStage timings:\n" + run.runner.timing_table())
+    print(f"\nLead time from a commit to dev pinned (fetch model + build + push + envbot update): {lead:.1f}s")
+    if args.timings:
+        args.timings.write_text(json.dumps(
+            {"stages": [t.__dict__ for t in run.runner.timings], "lead_time_seconds": lead}, indent=2))
+    print(f"""
+Done. prod runs {MODEL_NAME} v1 again after the rollback (v2 was reverted with git revert).
+Next steps:
+  - inspect the environments repo: git clone {run.remote_url} && git -C environments log --stat
+  - try envbot yourself: .venv/bin/envbot status --repo {run.remote_url}
+  - on AKS: docs/bootstrap-aks.md; CI: docs/pipelines.md""")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
