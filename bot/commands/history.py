@@ -1,0 +1,52 @@
+"""envbot history ENV: the audit trail of ENV's pin from git history and envbot's commit trailers."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from bot.commands import session
+from bot.output import emit, table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env", help="environment")
+    parser.add_argument("--limit", type=int, default=50, help="newest N entries (default 50)")
+
+
+def run(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        env = s.policy.env(args.env)
+        path = s.policy.repo_path(s.app, env.name)
+        entries = []
+        # All parents: envbot's commits inside merged pull requests carry the trailers.
+        for commit in s.workspace.walk([path], first_parent=False):
+            t = commit.trailers
+            if t and (t.get("Envbot-App", s.app.name) != s.app.name or t.get("Envbot-Env", env.name) != env.name):
+                continue
+            entries.append({
+                "commit": commit.sha, "when": datetime.fromtimestamp(commit.committed, UTC).isoformat(),
+                "by": f"{commit.author} <{commit.email}>", "action": t.get("Envbot-Action", "manual edit"),
+                "image": t.get("Envbot-Image", ""), "model": t.get("Envbot-Model", ""),
+                "from": t.get("Envbot-From", ""), "override": t.get("Envbot-Override", ""),
+                "reverts": list(commit.multi_trailers.get("Envbot-Reverts", ())),
+                "subject": commit.subject,
+            })
+            if len(entries) >= args.limit:
+                break
+        rows = []
+        for e in entries:
+            notes = []
+            if e["from"]:
+                notes.append(f"from {e['from'].split('@')[0]}@{e['from'].split('@')[-1][:12]}")
+            if e["reverts"]:
+                notes.append("reverts " + ",".join(r[:12] for r in e["reverts"]))
+            if e["override"]:
+                notes.append(f"OVERRIDE: {e['override']}")
+            image = e["image"].split("@")[-1].split(":")[-1][:12] if e["image"] else "-"
+            rows.append([e["when"][:16].replace("T", " "), e["commit"][:12], e["action"], e["by"].split(" <")[0],
+                         image, e["model"].split(" sha256:")[0] or "-", "; ".join(notes) or e["subject"][:60]])
+        text = f"{s.app.name} in {env.name} ({path})\n" + table(
+            ["WHEN", "COMMIT", "ACTION", "BY", "IMAGE", "MODEL", "NOTES"], rows)
+        emit(args.json, {"app": s.app.name, "env": env.name, "entries": entries}, text)
+    return 0

@@ -1,0 +1,82 @@
+"""envbot rollback ENV [--to REV]: git revert ENV's newest update/promotion (or all of them after REV).
+
+Without --to: the newest envbot update or promotion of ENV that is not reverted yet (so rolling back
+twice walks back two releases). With --to REV: every such commit after REV, newest first, in one
+commit. Reverting rather than rewriting the pin as of REV keeps the hand edits people made to ENV's
+other settings meanwhile, and a conflict with them is reported instead of silently overwritten.
+The revert must touch only ENV's values file; a conflict stops with nothing committed or pushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from bot.commands import report, session
+from bot.git import CommitInfo, Workspace, parse_trailers
+from bot.output import EnvbotError
+from bot.steps import Promotion, commit, describe, land, render_diff, revert, run_steps
+
+RELEASE_ACTIONS = ("update", "promote")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env", help="environment to roll back")
+    parser.add_argument("--to", metavar="REV", help="revert every envbot update/promotion of ENV after REV")
+
+
+def _release_commit(commit: CommitInfo, app: str, env: str) -> CommitInfo | None:
+    return commit if (commit.trailers.get("Envbot-Action") in RELEASE_ACTIONS
+                      and commit.trailers.get("Envbot-App") == app
+                      and commit.trailers.get("Envbot-Env") == env) else None
+
+
+def commits_to_revert(ws: Workspace, path: str, app: str, env: str, to: str | None) -> list[str]:
+    stop = ws.resolve(to) if to else None
+    if stop is not None and not ws.is_ancestor(stop, "HEAD"):
+        raise EnvbotError(f"{to} is not in the history of {ws.branch}")
+    reverted: set[str] = set()
+    chosen: list[str] = []
+    for entry in ws.walk([path]):
+        if stop is not None and ws.is_ancestor(entry.sha, stop):
+            break
+        # A pull request merged with a merge commit carries envbot's trailers on its second parent.
+        info = entry
+        if len(entry.parents) > 1 and not entry.trailers:
+            single, multi = parse_trailers(ws.g.log("-1", "--format=%B", entry.parents[1]))
+            info = replace(entry, trailers=single, multi_trailers=multi)
+        reverted.update(info.multi_trailers.get("Envbot-Reverts", ()))
+        if entry.sha in reverted or _release_commit(info, app, env) is None:
+            continue
+        chosen.append(entry.sha)
+        if stop is None:
+            break
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    with session(args) as s:
+        env = s.policy.env(args.env)
+        path = s.policy.repo_path(s.app, env.name)
+        shas = commits_to_revert(s.workspace, path, s.app.name, env.name, args.to)
+        if not shas:
+            raise EnvbotError(f"no envbot update or promotion of {s.app.name} in {env.name} "
+                              f"{'after ' + args.to if args.to else ''} left to roll back".replace("  ", " "))
+        listed = ", ".join(sha[:12] for sha in shas)
+        promotion = Promotion(
+            workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="rollback", identity=s.identity,
+            dry_run=args.dry_run, revert_commits=shas, trailers=[("Envbot-Reverts", sha) for sha in shas],
+            subject=f"envbot: roll back {s.app.name} in {env.name} (revert {listed})",
+            render=env.landing != "push" or args.dry_run,
+        )
+
+        def recompute(p: Promotion) -> None:
+            # A replay on a newer tip re-chooses: another writer may have rolled back meanwhile.
+            if p.attempts > 1:
+                p.revert_commits = commits_to_revert(p.workspace, path, s.app.name, env.name, args.to)
+                if not p.revert_commits:
+                    raise EnvbotError(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
+                p.trailers = [("Envbot-Reverts", sha) for sha in p.revert_commits]
+
+        run_steps(promotion, [recompute, revert.run, render_diff.run, describe.run, commit.run, land.run])
+        return report(args, promotion, {"reverted": promotion.revert_commits})

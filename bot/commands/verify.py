@@ -1,0 +1,60 @@
+"""envbot verify [ENV]: every pinned image digest is in its registry and every pinned model matches its sha256."""
+
+from __future__ import annotations
+
+import argparse
+
+from bot.commands import session
+from bot.models import check_model
+from bot.output import EnvbotError, emit, table
+from bot.registry import ImageRef, RegistryClient, parse_image_ref
+from bot.values import read_pin_text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env", nargs="?", help="environment (default: all)")
+    parser.add_argument("--deep", action="store_true", help="download each model and hash every byte")
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = RegistryClient()
+    with session(args) as s:
+        envs = [s.policy.env(args.env)] if args.env else s.policy.environments
+        results = []
+        for env in envs:
+            path = s.policy.repo_path(s.app, env.name)
+            text = s.workspace.show("HEAD", path)
+            checks: list[tuple[str, str]] = []
+            try:
+                if text is None:
+                    raise EnvbotError(f"{path}: no values file")
+                pin = read_pin_text(text, path)
+            except EnvbotError as exc:
+                results.append({"env": env.name, "check": "values", "ok": False, "detail": str(exc)})
+                continue
+            if not pin.image.digest:
+                checks.append(("image", f"{path}: image.digest is empty"))
+            else:
+                try:
+                    ref = parse_image_ref(pin.image.ref)
+                    registry.digest(ImageRef(ref.registry, ref.repository, digest=pin.image.digest))
+                    checks.append(("image", ""))
+                except EnvbotError as exc:
+                    checks.append(("image", str(exc)))
+            if pin.model.uri:
+                try:
+                    check_model(pin.model, deep=args.deep)
+                    checks.append(("model", ""))
+                except EnvbotError as exc:
+                    checks.append(("model", str(exc)))
+            for check, problem in checks:
+                subject = pin.image.ref if check == "image" else pin.model.uri
+                results.append({"env": env.name, "check": check, "ok": not problem,
+                                "detail": problem or f"{subject} ok"})
+        failed = [r for r in results if not r["ok"]]
+        text = table(["ENV", "CHECK", "RESULT", "DETAIL"],
+                     [[r["env"], r["check"], "ok" if r["ok"] else "FAIL", r["detail"]] for r in results])
+        emit(args.json, {"app": s.app.name, "ok": not failed, "results": results}, text)
+        if failed:
+            raise EnvbotError(f"{len(failed)} pin(s) failed verification")
+    return 0

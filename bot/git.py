@@ -1,0 +1,336 @@
+"""Git plumbing for envbot: a throwaway shallow, partial clone of the environments repo, commits with
+trailers, pushes that report rejections, and history walks that deepen the clone only as far as needed.
+
+Every change is made in a temporary clone and lands with one push (or one fast-forward of a local
+checkout), so a failure at any point leaves the target untouched: a commit is never half-made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from bot.output import EnvbotError
+
+DEFAULT_NAME = "envbot"
+DEFAULT_EMAIL = "envbot@users.noreply.local"
+TRAILER_PREFIX = "Envbot-"
+# Served by `git upload-pack` for file:// remotes (inherited through the environment): partial clones.
+_SERVER_CONFIG = {"uploadpack.allowFilter": "true", "uploadpack.allowAnySHA1InWant": "true"}
+_DEEPEN_STEPS = (16, 128, 1024)
+_REJECTED = re.compile(r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|cannot lock ref|"
+                       r"failed to update ref|Not possible to fast-forward|unable to update local ref")
+
+
+class PushRejected(EnvbotError):
+    """The target moved while we worked: fetch the new tip and replay."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str = DEFAULT_NAME
+    email: str = DEFAULT_EMAIL
+
+    @classmethod
+    def resolve(cls, name: str | None = None, email: str | None = None) -> Identity:
+        return cls(name or os.environ.get("ENVBOT_GIT_NAME") or DEFAULT_NAME,
+                   email or os.environ.get("ENVBOT_GIT_EMAIL") or DEFAULT_EMAIL)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    parents: tuple[str, ...]
+    committed: int               # unix time the commit landed on the branch (committer date)
+    author: str
+    email: str
+    subject: str
+    trailers: dict[str, str] = field(default_factory=dict)
+    multi_trailers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def git_env() -> dict[str, str]:
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": str(len(_SERVER_CONFIG))}
+    for index, (key, value) in enumerate(_SERVER_CONFIG.items()):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+def is_url(target: str) -> bool:
+    return "://" in target or bool(re.match(r"^[\w.-]+@[\w.-]+:", target))
+
+
+def parse_trailers(message: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """Envbot-* trailers of a commit message; repeated keys (Envbot-Reverts) keep every value."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for line in message.splitlines():
+        match = re.match(rf"^({TRAILER_PREFIX}[\w-]+):\s*(.*)$", line.strip())
+        if match:
+            single.setdefault(match.group(1), match.group(2))
+            multi.setdefault(match.group(1), []).append(match.group(2))
+    return single, {k: tuple(v) for k, v in multi.items()}
+
+
+def format_message(subject: str, body: str, trailers: list[tuple[str, str]]) -> str:
+    lines = [subject, ""]
+    if body:
+        lines += [body.rstrip(), ""]
+    lines += [f"{key}: {value}" for key, value in trailers]
+    return "\n".join(lines) + "\n"
+
+
+def _git(cwd: Path | None = None) -> git.Git:
+    runner = git.Git(str(cwd) if cwd else None)
+    runner.update_environment(**git_env())
+    return runner
+
+
+def _explain(exc: git.GitCommandError) -> str:
+    stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("hint:")]
+    return "; ".join(lines[-3:]) or str(exc)
+
+
+@dataclass
+class Workspace:
+    """A temporary clone of the environments repo; `target` is where commits land."""
+
+    path: Path
+    target: str                  # URL or path of the remote, or of the local checkout
+    branch: str
+    checkout: Path | None        # the local working checkout commits land on, if that is the target
+    forge_url: str               # what the pull-request client is given (origin URL of a checkout)
+    depth: int | None = 1        # None: full history
+
+    @property
+    def repo(self) -> git.Repo:
+        return git.Repo(self.path)
+
+    @property
+    def g(self) -> git.Git:
+        return _git(self.path)
+
+    def head(self) -> str:
+        return self.g.rev_parse("HEAD")
+
+    def shallow_commits(self) -> set[str]:
+        shallow = self.path / ".git" / "shallow"
+        return set(shallow.read_text().split()) if shallow.exists() else set()
+
+    def deepen(self) -> bool:
+        """Fetch more history; False once the clone already has all of it."""
+        if not self.shallow_commits():
+            return False
+        try:
+            bigger = next((step for step in _DEEPEN_STEPS if self.depth is not None and step > self.depth), None)
+            if bigger is None:
+                self.g.fetch("--quiet", "--unshallow", "origin", self.branch)
+                self.depth = None
+            else:
+                self.g.fetch("--quiet", f"--depth={bigger}", "origin", self.branch)
+                self.depth = bigger
+        except git.GitCommandError as exc:
+            raise EnvbotError(f"cannot fetch history from {self.target}: {_explain(exc)}") from exc
+        return True
+
+    def include(self, paths: list[str]) -> None:
+        """Check out PATHS too (files or directories, relative to the repo root) in the sparse clone."""
+        self.g.sparse_checkout("add", *[f"/{p.strip('/')}" for p in paths])
+
+    def show(self, rev: str, path: str) -> str | None:
+        try:
+            return self.g.show(f"{rev}:{path}", strip_newline_in_stdout=False)
+        except git.GitCommandError:
+            return None
+
+    def resolve(self, rev: str) -> str:
+        """A revision name -> commit sha, deepening the clone until it is known and connected to HEAD."""
+        while True:
+            try:
+                sha = self.g.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
+            except git.GitCommandError:
+                if not self.deepen():
+                    raise EnvbotError(f"unknown revision {rev!r} in {self.target}") from None
+                continue
+            # A partial clone fetches a lone commit on demand; its history to HEAD may still be cut off.
+            if self.is_ancestor(sha, "HEAD") or not self.deepen():
+                return sha
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self.g.merge_base("--is-ancestor", ancestor, descendant)
+            return True
+        except git.GitCommandError:
+            return False
+
+    def walk(self, paths: list[str], first_parent: bool = True) -> Iterator[CommitInfo]:
+        """Commits touching PATHS, newest first, deepening the shallow clone only as far as the caller reads."""
+        yielded = 0
+        while True:
+            args = ["--format=%H%x1f%P%x1f%ct%x1f%an%x1f%ae%x1f%B%x1e"]
+            if first_parent:
+                args.append("--first-parent")
+            out = self.g.log(*args, "HEAD", "--", *paths)
+            entries = [e.strip("\n") for e in out.split("\x1e") if e.strip()]
+            shallow = self.shallow_commits()
+            hit_boundary = False
+            for index, entry in enumerate(entries):
+                sha, parents, committed, author, email, body = entry.split("\x1f", 5)
+                if sha in shallow:
+                    # A shallow boundary looks as if it added every file: its real change is unknown.
+                    hit_boundary = True
+                    break
+                if index < yielded:
+                    continue
+                single, multi = parse_trailers(body)
+                yielded += 1
+                yield CommitInfo(sha, tuple(parents.split()), int(committed), author, email,
+                                 body.splitlines()[0] if body else "", single, multi)
+            if not hit_boundary or not self.deepen():
+                return
+
+    def commit(self, paths: list[str], message: str, identity: Identity) -> str:
+        env = {"GIT_AUTHOR_NAME": identity.name, "GIT_AUTHOR_EMAIL": identity.email,
+               "GIT_COMMITTER_NAME": identity.name, "GIT_COMMITTER_EMAIL": identity.email}
+        runner = self.g
+        runner.update_environment(**env)
+        runner.add("--all", "--", *paths)
+        message_file = self.path / ".git" / "ENVBOT_MSG"
+        message_file.write_text(message)
+        runner.commit("--quiet", "--no-verify", "--cleanup=strip", "-F", str(message_file))
+        return self.head()
+
+    def reset_to_remote(self) -> str:
+        """Fetch the target's newest tip and make it HEAD (the base a retry replays onto)."""
+        try:
+            self.g.fetch("--quiet", "--depth=1", "origin",
+                         f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
+        except git.GitCommandError as exc:
+            raise EnvbotError(f"cannot fetch {self.branch} from {self.target}: {_explain(exc)}") from exc
+        self.g.reset("--quiet", "--hard", f"origin/{self.branch}")
+        return self.head()
+
+    def push(self, ref: str, force: bool = False) -> None:
+        """Push HEAD to REF of the target; PushRejected when the target moved meanwhile."""
+        if self.checkout is not None and ref == f"refs/heads/{self.branch}":
+            self._fast_forward_checkout()
+            return
+        args = ["--quiet", "--porcelain", "origin", f"{'+' if force else ''}HEAD:{ref}"]
+        try:
+            self.g.push(*args)
+        except git.GitCommandError as exc:
+            text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
+            if _REJECTED.search(text):
+                raise PushRejected(f"{self.target} moved meanwhile: {_explain(exc)}") from exc
+            raise EnvbotError(f"cannot push to {self.target}: {_explain(exc)}") from exc
+
+    def _fast_forward_checkout(self) -> None:
+        # A checked-out branch refuses pushes: fetch our commit into it and fast-forward its work tree.
+        assert self.checkout is not None
+        checkout = _git(self.checkout)
+        try:
+            current = checkout.symbolic_ref("--quiet", "--short", "HEAD")
+        except git.GitCommandError as exc:
+            raise EnvbotError(f"{self.checkout}: HEAD is detached; check out {self.branch}") from exc
+        if current != self.branch:
+            raise EnvbotError(f"{self.checkout}: on branch {current}, envbot works on {self.branch}")
+        incoming = f"refs/envbot/incoming-{os.getpid()}"
+        try:
+            checkout.fetch("--quiet", str(self.path), f"+HEAD:{incoming}")
+            checkout.merge("--quiet", "--ff-only", incoming)
+        except git.GitCommandError as exc:
+            if _REJECTED.search(f"{exc.stdout or ''}\n{exc.stderr or ''}") or "index.lock" in (exc.stderr or ""):
+                raise PushRejected(f"{self.checkout} moved meanwhile: {_explain(exc)}") from exc
+            raise EnvbotError(f"cannot fast-forward {self.checkout}: {_explain(exc)}") from exc
+        finally:
+            with contextlib.suppress(git.GitCommandError):
+                checkout.update_ref("-d", incoming)
+
+
+def find_checkout_root(start: Path) -> Path:
+    """The git work tree containing START that holds promotion.yaml (at its root or under environments/)."""
+    try:
+        top = Path(_git(start).rev_parse("--show-toplevel"))
+    except (git.GitCommandError, git.NoSuchPathError) as exc:
+        raise EnvbotError(f"{start} is not inside a git checkout; pass --repo PATH or URL") from exc
+    if not ((top / "promotion.yaml").is_file() or (top / "environments" / "promotion.yaml").is_file()):
+        raise EnvbotError(f"{top} has no promotion.yaml (at its root or under environments/); pass --repo")
+    return top
+
+
+def _remote_default_branch(target: str) -> str:
+    try:
+        out = _git().ls_remote("--symref", target, "HEAD")
+    except git.GitCommandError as exc:
+        raise EnvbotError(f"cannot reach the environments repo {target}: {_explain(exc)}") from exc
+    match = re.search(r"^ref: refs/heads/(\S+)\s+HEAD", out, re.M)
+    if not match:
+        raise EnvbotError(f"{target} has no default branch (empty repository?)")
+    return match.group(1)
+
+
+@contextmanager
+def open_workspace(repo_arg: str | None, branch: str | None = None, depth: int | None = 1) -> Iterator[Workspace]:
+    """Clone the environments repo (shallow, blobs on demand, one branch) into a temporary directory.
+
+    REPO_ARG: a URL, a bare repository, or a working checkout (default: the checkout around the current
+    directory). A checkout is cloned too: commits land on it with a fast-forward, leaving uncommitted
+    edits alone, and nothing changes in it unless the whole change is ready.
+    """
+    checkout: Path | None = None
+    forge_url: str
+    if repo_arg is None or not is_url(repo_arg):
+        local = Path(repo_arg or ".").resolve()
+        if not local.exists():
+            raise EnvbotError(f"the environments repo {local} does not exist")
+        try:
+            bare = _git(local).rev_parse("--is-bare-repository") == "true"
+        except git.GitCommandError as exc:
+            raise EnvbotError(f"{local} is not a git repository") from exc
+        if bare:
+            source, forge_url = local.as_uri(), str(local)
+        else:
+            checkout = find_checkout_root(local) if repo_arg is None else Path(_git(local).rev_parse("--show-toplevel"))
+            source = checkout.as_uri()
+            try:
+                forge_url = _git(checkout).remote("get-url", "origin")
+            except git.GitCommandError:
+                forge_url = str(checkout)
+    else:
+        source = forge_url = repo_arg
+    if branch is None:
+        if checkout is not None:
+            try:
+                branch = _git(checkout).symbolic_ref("--quiet", "--short", "HEAD")
+            except git.GitCommandError as exc:
+                raise EnvbotError(f"{checkout}: HEAD is detached; pass --branch") from exc
+        else:
+            branch = _remote_default_branch(source)
+    tmp = Path(tempfile.mkdtemp(prefix="envbot-"))
+    clone = tmp / "repo"
+    # --sparse: only root files are checked out; commands add the few paths they need (include()).
+    args = ["--quiet", "--no-tags", "--single-branch", "--branch", branch, "--filter=blob:none", "--sparse"]
+    if depth is not None:
+        args.append(f"--depth={depth}")
+    try:
+        try:
+            _git().clone(*args, source, str(clone))
+        except git.GitCommandError as exc:
+            raise EnvbotError(f"cannot clone the environments repo {repo_arg or source}: {_explain(exc)}") from exc
+        ws = Workspace(path=clone, target=str(checkout) if checkout else repo_arg or source, branch=branch,
+                       checkout=checkout, forge_url=forge_url, depth=depth)
+        ws.g.sparse_checkout("set", "--no-cone", "/promotion.yaml", "/environments/promotion.yaml")
+        yield ws
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,39 @@
+"""Model pins: a model URI -> name, version and sha256 from the model store (app.modelstore)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bot.output import EnvbotError
+from bot.values import ModelPin
+
+
+def model_source(uri: str) -> str:
+    return "s3" if uri.startswith("s3://") else "blob"
+
+
+def resolve_model(uri: str) -> ModelPin:
+    """The pin of the published model at URI; EnvbotError when it does not exist or has no sha256."""
+    from app.modelstore import ModelStoreError, stat_model
+
+    try:
+        info = stat_model(uri)
+    except ModelStoreError as exc:
+        raise EnvbotError(f"model {uri}: {exc}") from exc
+    return ModelPin(source=model_source(uri), name=info.name, version=info.version, uri=uri, sha256=info.sha256)
+
+
+def check_model(pin: ModelPin, deep: bool = False) -> None:
+    """The pinned model still exists with the pinned sha256 (DEEP: download it and hash every byte)."""
+    from app.modelstore import ModelStoreError, fetch_model
+
+    current = resolve_model(pin.uri)
+    if current.sha256 != pin.sha256:
+        raise EnvbotError(f"model {pin.uri}: the store has sha256 {current.sha256}, the pin says {pin.sha256}")
+    if deep:
+        with tempfile.TemporaryDirectory(prefix="envbot-model-") as tmp:
+            try:
+                fetch_model(pin.uri, pin.sha256, Path(tmp))
+            except ModelStoreError as exc:
+                raise EnvbotError(f"model {pin.uri}: {exc}") from exc

@@ -1,0 +1,45 @@
+"""Console output: errors, JSON, plain tables. Every command prints through these."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+class EnvbotError(Exception):
+    """A failure explained to the user as `envbot: error: <message>` with a non-zero exit."""
+
+    exit_code = 1
+
+
+def print_error(message: str) -> None:
+    print(f"envbot: error: {message}", file=sys.stderr)
+
+
+def info(message: str) -> None:
+    """Progress notes go to stderr so stdout stays the command's result (patch, table, JSON)."""
+    print(f"envbot: {message}", file=sys.stderr)
+
+
+def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    if as_json:
+        json.dump(payload, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    elif text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(str(cell))) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(str(cell).ljust(w) for w, cell in zip(widths, row, strict=True)).rstrip()
+             for row in [headers, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+def short_digest(digest: str, length: int = 12) -> str:
+    """sha256:abcdef... -> abcdef123456 (what people compare by eye)."""
+    return digest.split(":", 1)[-1][:length] if digest else "-"

@@ -1,0 +1,209 @@
+"""promotion.yaml: the ordered environments, how each one lands, its gates, and the apps' values files."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from bot.output import EnvbotError
+
+POLICY_FILE = "promotion.yaml"
+LANDINGS = ("push", "pull-request", "auto-merge")
+DEFAULT_APP = "ai-app"
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30m', '24h', '1h30m', '2d' (the Argo CD sync-window / Go duration subset people write)."""
+    match = _DURATION.match(str(text).strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30m, 24h, 1h30m, 2d)")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    total = int(delta.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if v]
+    return "".join(parts) or "0s"
+
+
+@dataclass(frozen=True)
+class FreezeWindow:
+    schedule: str
+    duration: timedelta
+    timezone: str = "UTC"
+
+    def active_at(self, now: datetime) -> datetime | None:
+        """Start of the window covering NOW, or None. A window opens at each cron fire and lasts DURATION."""
+        local_now = now.astimezone(ZoneInfo(self.timezone))
+        # The latest fire is enough: an older window still open would also cover every later start.
+        fires = croniter(self.schedule, local_now + timedelta(seconds=1))
+        start = fires.get_prev(datetime)
+        return start if local_now < start + self.duration else None
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    namespace: str
+    landing: str = "push"
+    soak: timedelta = timedelta(0)
+    freeze: tuple[FreezeWindow, ...] = ()
+
+    def active_freeze(self, now: datetime) -> tuple[FreezeWindow, datetime] | None:
+        for window in self.freeze:
+            start = window.active_at(now)
+            if start is not None:
+                return window, start
+        return None
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    path: str | None = None      # relative to promotion.yaml
+    repo: str | None = None      # oci://... or https:// chart repository
+    name: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    values: str                  # "{env}/values.yaml", relative to promotion.yaml
+    chart: ChartSource
+    source: str | None = None    # source repository of the app, when image labels do not say
+    argocd_application: str = "{app}-{env}"
+
+    def values_path(self, env: str) -> str:
+        return self.values.format(env=env, app=self.name)
+
+    def application(self, env: str) -> str:
+        return self.argocd_application.format(env=env, app=self.name)
+
+
+@dataclass
+class Policy:
+    file: Path                   # promotion.yaml on disk
+    prefix: str                  # its directory relative to the git root: "" or "environments"
+    environments: list[Environment]
+    apps: dict[str, App] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.file.parent
+
+    def env(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        known = ", ".join(e.name for e in self.environments)
+        raise EnvbotError(f"unknown environment {name!r} (promotion.yaml defines: {known})")
+
+    def app(self, name: str | None) -> App:
+        name = name or DEFAULT_APP
+        if name not in self.apps:
+            known = ", ".join(sorted(self.apps)) or "none"
+            raise EnvbotError(f"unknown app {name!r} (promotion.yaml defines: {known})")
+        return self.apps[name]
+
+    def next_env(self, name: str) -> Environment | None:
+        names = [e.name for e in self.environments]
+        index = names.index(self.env(name).name)
+        return self.environments[index + 1] if index + 1 < len(names) else None
+
+    def values_file(self, app: App, env: str) -> Path:
+        return self.root / app.values_path(env)
+
+    def repo_path(self, app: App, env: str) -> str:
+        """Path of the values file relative to the git root (what git log and trailers talk about)."""
+        return str(PurePosixPath(self.prefix, app.values_path(env))) if self.prefix else app.values_path(env)
+
+
+def find_policy(root: Path) -> Path:
+    """promotion.yaml at the repo root (a separate environments repo) or under environments/ (this repo)."""
+    for candidate in (root / POLICY_FILE, root / "environments" / POLICY_FILE):
+        if candidate.is_file():
+            return candidate
+    raise EnvbotError(f"no {POLICY_FILE} at the root or under environments/ of {root}")
+
+
+def _line(node: Any, key: Any) -> int | None:
+    try:
+        return node.lc.key(key)[0] + 1
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def load_policy(root: Path) -> Policy:
+    path = find_policy(root)
+    display = path.relative_to(root)
+    try:
+        doc = YAML(typ="rt").load(path.read_text())
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{display}:{mark.line + 1}" if mark else str(display)
+        raise EnvbotError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+
+    def fail(node: Any, key: Any, message: str) -> EnvbotError:
+        line = _line(node, key)
+        return EnvbotError(f"{display}:{line}: {message}" if line else f"{display}: {message}")
+
+    if not isinstance(doc, dict) or not isinstance(doc.get("environments"), list) or not doc["environments"]:
+        raise EnvbotError(f"{display}: 'environments' must be a non-empty list")
+    environments: list[Environment] = []
+    for index, item in enumerate(doc["environments"]):
+        where = f"environments[{index}]"
+        if not isinstance(item, dict) or not item.get("name"):
+            raise fail(doc, "environments", f"{where} needs a name")
+        landing = str(item.get("landing", "push"))
+        if landing not in LANDINGS:
+            raise fail(item, "landing", f"{where}.landing: {landing!r} is not one of {', '.join(LANDINGS)}")
+        try:
+            soak = parse_duration(item["soak"]) if item.get("soak") else timedelta(0)
+        except ValueError as exc:
+            raise fail(item, "soak", f"{where}.soak: {exc}") from exc
+        windows = []
+        for w_index, window in enumerate(item.get("freeze") or []):
+            w_where = f"{where}.freeze[{w_index}]"
+            if not isinstance(window, dict) or not croniter.is_valid(str(window.get("schedule", ""))):
+                raise fail(item, "freeze", f"{w_where}.schedule: not a cron expression")
+            try:
+                duration = parse_duration(window.get("duration", ""))
+                ZoneInfo(str(window.get("timezone", "UTC")))
+            except (ValueError, ZoneInfoNotFoundError) as exc:
+                raise fail(window, "duration", f"{w_where}: {exc}") from exc
+            windows.append(FreezeWindow(str(window["schedule"]), duration, str(window.get("timezone", "UTC"))))
+        name = str(item["name"])
+        if any(e.name == name for e in environments):
+            raise fail(item, "name", f"{where}.name: duplicate environment {name!r}")
+        environments.append(Environment(name, str(item.get("namespace") or f"{DEFAULT_APP}-{name}"), landing,
+                                        soak, tuple(windows)))
+
+    apps: dict[str, App] = {}
+    for name, spec in (doc.get("apps") or {DEFAULT_APP: {}}).items():
+        spec = spec or {}
+        chart = spec.get("chart") or {}
+        if not isinstance(chart, dict):
+            raise fail(spec, "chart", f"apps.{name}.chart must be a mapping")
+        apps[str(name)] = App(
+            name=str(name),
+            values=str(spec.get("values", "{env}/values.yaml")),
+            chart=ChartSource(path=chart.get("path"), repo=chart.get("repo"), name=chart.get("name"),
+                              version=None if chart.get("version") is None else str(chart.get("version"))),
+            source=spec.get("source"),
+            argocd_application=str(spec.get("argocdApplication", "{app}-{env}")),
+        )
+    prefix = path.parent.relative_to(root).as_posix()
+    return Policy(file=path, prefix="" if prefix == "." else prefix, environments=environments, apps=apps)

@@ -1,0 +1,120 @@
+"""`helm template` of an app's chart with an environment's values, and per-resource unified diffs."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from bot.output import EnvbotError
+from bot.policy import App, Policy
+
+# GitHub caps a pull-request body at 65,536 characters, Azure Repos at 4,000 for the description shown
+# inline; the rendered diff gets what the rest of the description leaves, shared between resources.
+DEFAULT_DIFF_BUDGET = 50_000
+
+
+@dataclass(frozen=True)
+class ResourceDiff:
+    resource: str                # Kind/name (namespace/Kind/name when not the release namespace)
+    change: str                  # added | removed | changed
+    diff: str                    # unified diff
+
+
+def helm_binary() -> str:
+    binary = os.environ.get("ENVBOT_HELM") or shutil.which("helm")
+    if not binary:
+        raise EnvbotError("helm is not installed: put helm on PATH or set ENVBOT_HELM")
+    return binary
+
+
+def chart_args(policy: Policy, app: App) -> list[str]:
+    chart = app.chart
+    if chart.path:
+        path = (policy.root / chart.path).resolve()
+        if not (path / "Chart.yaml").is_file():
+            raise EnvbotError(f"{policy.file.name}: apps.{app.name}.chart.path {chart.path!r} has no Chart.yaml "
+                              f"(the chart must be in the environments repo, or use chart.repo)")
+        return [str(path)]
+    if chart.repo and chart.name:
+        version = ["--version", chart.version] if chart.version else []
+        if chart.repo.startswith("oci://"):
+            return [f"{chart.repo.rstrip('/')}/{chart.name}", *version]
+        return ["--repo", chart.repo, chart.name, *version]
+    raise EnvbotError(f"{policy.file.name}: apps.{app.name}.chart needs path, or repo and name")
+
+
+def render(policy: Policy, app: App, namespace: str, values_text: str, display: str) -> dict[str, str]:
+    """Resource key -> manifest text of the chart rendered with VALUES_TEXT."""
+    with tempfile.TemporaryDirectory(prefix="envbot-render-") as tmp:
+        values = Path(tmp) / "values.yaml"
+        values.write_text(values_text)
+        cmd = [helm_binary(), "template", app.name, *chart_args(policy, app), "--namespace", namespace,
+               "--values", str(values)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise EnvbotError(f"helm template with {display} failed: {proc.stderr.strip()}")
+    return split_manifests(proc.stdout, namespace)
+
+
+def split_manifests(text: str, namespace: str) -> dict[str, str]:
+    resources: dict[str, str] = {}
+    yaml = YAML(typ="safe")
+    for chunk in text.split("\n---"):
+        body = chunk.strip("\n")
+        if body.startswith("---"):
+            body = body[3:].lstrip("\n")
+        try:
+            doc = yaml.load(body)
+        except YAMLError as exc:
+            raise EnvbotError(f"helm rendered invalid YAML: {exc}") from exc
+        if not isinstance(doc, dict) or "kind" not in doc:
+            continue
+        meta = doc.get("metadata") or {}
+        key = f"{doc['kind']}/{meta.get('name', '?')}"
+        if meta.get("namespace") not in (None, namespace):
+            key = f"{meta['namespace']}/{key}"
+        lines = [line for line in body.splitlines() if not line.startswith("# Source:")]
+        resources[key] = "\n".join(lines) + "\n"
+    return resources
+
+
+def diff_resources(old: dict[str, str], new: dict[str, str], old_label: str, new_label: str) -> list[ResourceDiff]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, ""), new.get(key, "")
+        if before == after:
+            continue
+        change = "added" if key not in old else "removed" if key not in new else "changed"
+        text = "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                            f"{old_label}/{key}", f"{new_label}/{key}"))
+        diffs.append(ResourceDiff(key, change, text))
+    return diffs
+
+
+def format_diffs(diffs: list[ResourceDiff], budget: int | None = None, fenced: bool = False) -> str:
+    """All diffs; with BUDGET each resource gets an even share and longer ones are cut with a note."""
+    if not diffs:
+        return "No rendered change.\n"
+    share = max(1_000, budget // len(diffs)) if budget else None
+    parts = []
+    for item in diffs:
+        text = item.diff
+        if share is not None and len(text) > share:
+            kept = text[:share].rsplit("\n", 1)[0] + "\n"
+            cut = text[len(kept):].count("\n")
+            text = kept + f"... {cut} more diff lines of {item.resource} cut to fit the size limit " \
+                          f"(envbot diff shows all)\n"
+        if fenced:
+            parts.append(f"<details><summary>{item.resource} ({item.change})</summary>\n\n```diff\n{text}```\n"
+                         f"</details>\n")
+        else:
+            parts.append(text)
+    return "\n".join(parts)

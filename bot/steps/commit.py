@@ -1,0 +1,25 @@
+"""Step: one commit by the bot identity with the audit trailers (nothing in a dry run or without a change)."""
+
+from __future__ import annotations
+
+from bot.git import format_message
+from bot.steps import Promotion
+from bot.steps.describe import summary_lines
+
+
+def trailers(promotion: Promotion) -> list[tuple[str, str]]:
+    result = [("Envbot-Action", promotion.action), ("Envbot-App", promotion.app.name),
+              ("Envbot-Env", promotion.env.name)]
+    pin = promotion.new_pin
+    if pin is not None and pin.image.digest:
+        result.append(("Envbot-Image", f"{pin.image.repository}@{pin.image.digest}"))
+    if pin is not None and pin.model.name:
+        result.append(("Envbot-Model", pin.model.label))
+    return result + promotion.trailers
+
+
+def run(promotion: Promotion) -> None:
+    if promotion.dry_run or not promotion.patches:
+        return
+    message = format_message(promotion.subject, "\n".join(summary_lines(promotion)), trailers(promotion))
+    promotion.commit = promotion.workspace.commit([promotion.values_path], message, promotion.identity)

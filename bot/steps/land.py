@@ -1,0 +1,50 @@
+"""Step: land the commit as the environment's policy says: push it, or open/update a pull request.
+
+auto-merge opens the pull request with the forge's auto-merge/auto-complete on; a plain git remote has
+no pull requests, so there push/auto-merge push to the branch and pull-request pushes only the
+envbot/... branch and prints the description for a person to act on.
+"""
+
+from __future__ import annotations
+
+from bot.output import EnvbotError, info
+from bot.steps import Promotion
+
+
+def _open_pull_request(promotion: Promotion, auto_merge: bool):  # -> PullRequest | None
+    from bot.forges import ForgeError, open_or_update_pull_request
+
+    ws = promotion.workspace
+    try:
+        return open_or_update_pull_request(ws.forge_url, promotion.pr_branch, ws.branch, promotion.subject,
+                                           promotion.description, auto_merge=auto_merge)
+    except ForgeError as exc:
+        raise EnvbotError(f"pull request for {promotion.pr_branch}: {exc}") from exc
+
+
+def run(promotion: Promotion) -> None:
+    if promotion.dry_run or promotion.commit is None:
+        promotion.landed = "nothing"
+        return
+    ws = promotion.workspace
+    landing = promotion.env.landing
+    if landing == "push":
+        ws.push(f"refs/heads/{ws.branch}")
+        promotion.landed = "pushed"
+        return
+    # The branch name is deterministic: re-running the same promotion force-updates the same pull request.
+    ws.push(f"refs/heads/{promotion.pr_branch}", force=True)
+    promotion.branch = promotion.pr_branch
+    pull_request = _open_pull_request(promotion, auto_merge=landing == "auto-merge")
+    if pull_request is not None:
+        promotion.pull_request = pull_request.url
+        promotion.landed = "pull-request"
+        return
+    if landing == "auto-merge":
+        ws.push(f"refs/heads/{ws.branch}")
+        promotion.landed = "pushed"
+        return
+    # No forge: the command prints the description for whoever reviews and merges the branch.
+    promotion.landed = "branch"
+    info(f"{ws.forge_url} has no pull requests (not GitHub or Azure Repos): pushed branch "
+         f"{promotion.pr_branch}; merge it into {ws.branch} after review")
