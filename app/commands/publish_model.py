@@ -1,0 +1,43 @@
+"""`publish-model`: upload a model file as a new, immutable version (what CI runs after training)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from app.modelstore import ModelStoreError, model_uri, publish_model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="the ONNX model file")
+    parser.add_argument("--uri", help="full model URI (.../<container>/<name>/<version>/model.onnx or s3://...)")
+    parser.add_argument("--store", help="the store instead of --uri: https://<account>.blob.core.windows.net/"
+                                        "<container> or s3://<bucket>; needs --name and --version")
+    parser.add_argument("--name", help="model name (with --store)")
+    parser.add_argument("--version", help="model version (with --store)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _target_uri(args: argparse.Namespace) -> str:
+    if args.uri:
+        if args.store or args.name or args.version:
+            raise ModelStoreError("give either --uri or --store/--name/--version, not both")
+        return args.uri
+    if not (args.store and args.name and args.version):
+        raise ModelStoreError("give --uri, or all of --store, --name and --version")
+    return model_uri(args.store, args.name, args.version)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        info = publish_model(args.file, _target_uri(args))
+    except ModelStoreError as exc:
+        print(f"ai-app publish-model: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info.as_dict()))
+    else:
+        print(f"{info.uri} sha256:{info.sha256}")
+    return 0

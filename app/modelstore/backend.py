@@ -1,0 +1,44 @@
+"""What the model store needs from a storage service, and which service a URI names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from app.modelstore.uri import ModelUri
+
+# Connection and read timeouts (seconds): generous for a slow link, short enough that a dead
+# connection is retried rather than hanging an init container forever.
+CONNECT_TIMEOUT = 20
+READ_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    sha256: str | None  # the digest recorded in the object's metadata at publish time, if any
+
+
+class Backend(Protocol):
+    """One model object in one store. Methods raise ModelNotFound, ModelExists, TransientError or ModelStoreError."""
+
+    def stat(self) -> StoredObject: ...
+
+    def upload(self, path: Path, sha256: str) -> None:
+        """Create the object with `sha256` in its metadata; ModelExists if it already exists (atomically)."""
+
+    def read(self, offset: int) -> Iterator[bytes]:
+        """The object's bytes from `offset` to the end, in chunks, streamed."""
+
+
+def open_backend(location: ModelUri, *, client_retries: bool) -> Backend:
+    """The backend for `location`. `client_retries=False` leaves retrying to the caller (fetch resumes itself)."""
+    if location.store == "s3":
+        from app.modelstore.s3 import S3Backend
+
+        return S3Backend(location, client_retries=client_retries)
+    from app.modelstore.azure_blob import AzureBlobBackend
+
+    return AzureBlobBackend(location, client_retries=client_retries)

@@ -1,0 +1,96 @@
+"""Amazon S3 backend (also moto, MinIO): conditional puts, streamed ranged downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ResponseStreamingError,
+)
+
+from app.modelstore.backend import CONNECT_TIMEOUT, READ_TIMEOUT, StoredObject
+from app.modelstore.errors import ModelExists, ModelNotFound, ModelStoreError, TransientError
+from app.modelstore.uri import ModelUri
+
+CHUNK_BYTES = 8 * 1024 * 1024
+_NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+_TRANSIENT_CODES = {"RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "InternalError",
+                    "ServiceUnavailable"}
+
+
+def s3_client(*, client_retries: bool = True):  # -> botocore S3 client (typed stubs are not installed)
+    """Credentials, region and endpoint come from the usual AWS_* variables (AWS_ENDPOINT_URL included)."""
+    retries = {"max_attempts": 5, "mode": "standard"} if client_retries else {"max_attempts": 1}
+    return boto3.session.Session().client(
+        "s3", config=Config(retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+    )
+
+
+@contextmanager
+def _translated(location: ModelUri, action: str) -> Iterator[None]:
+    where = f"{location.uri}: {action}"
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = error.get("Message") or code
+        if code in _NOT_FOUND or status == 404:
+            raise ModelNotFound(f"{where}: not found ({code or status})") from None
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+            raise ModelExists(f"{where}: already exists ({code})") from None
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            raise TransientError(f"{where}: HTTP {status} {code}") from None
+        raise ModelStoreError(f"{where}: HTTP {status} {code}: {message}") from None
+    except NoCredentialsError:
+        raise ModelStoreError(f"{where}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                              "or a profile)") from None
+    except (ConnectionError, HTTPClientError, ResponseStreamingError, IncompleteReadError) as exc:
+        raise TransientError(f"{where}: {exc}") from None
+    except BotoCoreError as exc:
+        raise ModelStoreError(f"{where}: {exc}") from None
+
+
+class S3Backend:
+    def __init__(self, location: ModelUri, *, client_retries: bool = True) -> None:
+        self.location = location
+        self._client = s3_client(client_retries=client_retries)
+
+    def stat(self) -> StoredObject:
+        with _translated(self.location, "head object"):
+            head = self._client.head_object(Bucket=self.location.container, Key=self.location.key)
+        return StoredObject(size=head["ContentLength"], sha256=(head.get("Metadata") or {}).get("sha256"))
+
+    def upload(self, path: Path, sha256: str) -> None:
+        # One PUT with If-None-Match: * is atomic: S3 refuses it when the key exists (up to 5 GiB per PUT).
+        with _translated(self.location, "put object"), path.open("rb") as body:
+            self._client.put_object(
+                Bucket=self.location.container,
+                Key=self.location.key,
+                Body=body,
+                ContentLength=path.stat().st_size,
+                ContentType="application/octet-stream",
+                Metadata={"sha256": sha256},
+                IfNoneMatch="*",
+            )
+
+    def read(self, offset: int) -> Iterator[bytes]:
+        with _translated(self.location, f"download from byte {offset}"):
+            extra = {"Range": f"bytes={offset}-"} if offset else {}
+            response = self._client.get_object(Bucket=self.location.container, Key=self.location.key, **extra)
+            body = response["Body"]
+            try:
+                yield from body.iter_chunks(CHUNK_BYTES)
+            finally:
+                body.close()

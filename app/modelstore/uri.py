@@ -1,0 +1,103 @@
+"""Model URIs: where a model version lives, `<store>/<name>/<version>/model.onnx`.
+
+Azure Blob: https://<account>.blob.core.windows.net/<container>/<name>/<version>/model.onnx
+Azurite (path-style account): http://127.0.0.1:10000/devstoreaccount1/<container>/<name>/<version>/model.onnx
+S3: s3://<bucket>/<name>/<version>/model.onnx
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from app.modelstore.errors import ModelStoreError
+
+MODEL_FILE = "model.onnx"
+# Blob service host suffixes of the public and sovereign Azure clouds: the account is the first host label.
+_AZURE_BLOB_HOST = re.compile(
+    r"^(?P<account>[a-z0-9]{3,24})\.blob\.core\.(windows\.net|chinacloudapi\.cn|usgovcloudapi\.net)$"
+)
+# Names and versions become path segments, image labels and Helm values: keep them plain.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ModelUri:
+    """A parsed model URI. `store` is "azure" or "s3"; `key` is the blob or object name in the container."""
+
+    uri: str
+    store: str
+    account_url: str  # "" for S3
+    container: str  # the Blob container or the S3 bucket
+    name: str
+    version: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.version}/{MODEL_FILE}"
+
+
+def segment_error(what: str, value: str) -> str | None:
+    """Why `value` cannot be a model name or version, or None if it can."""
+    if _SEGMENT.match(value):
+        return None
+    return f"invalid model {what} {value!r}: use letters, digits, '.', '_' and '-' (at most 128, not starting with '.')"
+
+
+def _check_segment(uri: str, what: str, value: str) -> None:
+    error = segment_error(what, value)
+    if error:
+        raise ModelStoreError(f"{uri}: {error}")
+
+
+def _split_model_path(uri: str, parts: list[str]) -> tuple[str, str]:
+    if len(parts) != 3 or parts[2] != MODEL_FILE:
+        raise ModelStoreError(f"{uri}: expected the path to end with <name>/<version>/{MODEL_FILE}")
+    name, version = parts[0], parts[1]
+    _check_segment(uri, "name", name)
+    _check_segment(uri, "version", version)
+    return name, version
+
+
+def parse_uri(uri: str) -> ModelUri:
+    """Parse and validate a model URI; ModelStoreError says what is wrong with it."""
+    parsed = urlsplit(uri)
+    if parsed.query or parsed.fragment:
+        raise ModelStoreError(f"{uri}: a model URI takes no query or fragment (no SAS tokens: use credentials)")
+    parts = [p for p in parsed.path.split("/") if p]
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ModelStoreError(f"{uri}: missing bucket (s3://<bucket>/<name>/<version>/{MODEL_FILE})")
+        name, version = _split_model_path(uri, parts)
+        return ModelUri(uri, "s3", "", parsed.netloc, name, version)
+    if parsed.scheme in ("https", "http"):
+        host = (parsed.hostname or "").lower()
+        if not host:
+            raise ModelStoreError(f"{uri}: missing host")
+        origin = f"{parsed.scheme}://{parsed.netloc}"
+        if _AZURE_BLOB_HOST.match(host):
+            if parsed.scheme != "https":
+                raise ModelStoreError(f"{uri}: Azure Blob Storage needs https")
+            account_url = origin
+        else:
+            # Emulators and custom endpoints address the account in the path (Azurite: /devstoreaccount1).
+            if not parts:
+                raise ModelStoreError(f"{uri}: missing account in the path (http://host:port/<account>/...)")
+            account_url = f"{origin}/{parts.pop(0)}"
+        if not parts:
+            raise ModelStoreError(f"{uri}: missing container")
+        container = parts.pop(0)
+        name, version = _split_model_path(uri, parts)
+        return ModelUri(uri, "azure", account_url, container, name, version)
+    raise ModelStoreError(f"{uri}: unsupported scheme {parsed.scheme!r}: use https:// (Azure Blob) or s3://")
+
+
+def model_uri(store_url: str, name: str, version: str) -> str:
+    """The URI of `name`/`version` in a store given as its container URL (https://.../models, s3://bucket)."""
+    for what, value in (("name", name), ("version", version)):
+        if error := segment_error(what, value):
+            raise ModelStoreError(f"{store_url}: {error}")
+    uri = f"{store_url.rstrip('/')}/{name}/{version}/{MODEL_FILE}"
+    parse_uri(uri)  # validates the store URL
+    return uri
