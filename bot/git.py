@@ -59,8 +59,11 @@ class CommitInfo:
 
 
 def git_env() -> dict[str, str]:
-    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": str(len(_SERVER_CONFIG))}
-    for index, (key, value) in enumerate(_SERVER_CONFIG.items()):
+    """Environment for envbot's git calls: no prompts, plus envbot's own config entries appended
+    after any GIT_CONFIG_* entries the caller set (CI passes its credentials that way)."""
+    inherited = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": str(inherited + len(_SERVER_CONFIG))}
+    for index, (key, value) in enumerate(_SERVER_CONFIG.items(), start=inherited):
         env[f"GIT_CONFIG_KEY_{index}"] = key
         env[f"GIT_CONFIG_VALUE_{index}"] = value
     return env
@@ -221,12 +224,12 @@ class Workspace:
         self.g.reset("--quiet", "--hard", f"origin/{self.branch}")
         return self.head()
 
-    def push(self, ref: str, force: bool = False) -> None:
-        """Push HEAD to REF of the target; PushRejected when the target moved meanwhile."""
-        if self.checkout is not None and ref == f"refs/heads/{self.branch}":
+    def push(self, ref: str, force: bool = False, remote: str = "origin") -> None:
+        """Push HEAD to REF of the target (or of REMOTE, a URL); PushRejected when it moved meanwhile."""
+        if self.checkout is not None and remote == "origin" and ref == f"refs/heads/{self.branch}":
             self._fast_forward_checkout()
             return
-        args = ["--quiet", "--porcelain", "origin", f"{'+' if force else ''}HEAD:{ref}"]
+        args = ["--quiet", "--porcelain", remote, f"{'+' if force else ''}HEAD:{ref}"]
         try:
             self.g.push(*args)
         except git.GitCommandError as exc:

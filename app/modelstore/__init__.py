@@ -8,6 +8,7 @@ from app.modelstore.fetch import fetch_model
 from app.modelstore.info import ModelInfo, stat_model
 from app.modelstore.publish import publish_model
 from app.modelstore.uri import MODEL_FILE, ModelUri, model_uri, parse_uri
+from app.modelstore.versions import list_versions, version_key
 
 __all__ = [
     "MODEL_FILE",
@@ -18,8 +19,10 @@ __all__ = [
     "ModelStoreError",
     "ModelUri",
     "fetch_model",
+    "list_versions",
     "model_uri",
     "parse_uri",
     "publish_model",
     "stat_model",
+    "version_key",
 ]

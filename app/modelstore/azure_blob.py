@@ -49,8 +49,9 @@ def _client_options(client_retries: bool) -> dict[str, object]:
     return options
 
 
-def blob_client(location: ModelUri, *, client_retries: bool = True) -> BlobClient:
-    """A client for the model blob: shared key from AZURE_STORAGE_CONNECTION_STRING, else DefaultAzureCredential."""
+def service_client(location: ModelUri, *, client_retries: bool = True) -> BlobServiceClient:
+    """A client for the model's storage account: shared key from AZURE_STORAGE_CONNECTION_STRING, else
+    DefaultAzureCredential."""
     options = _client_options(client_retries)
     connection_string = os.environ.get(CONNECTION_STRING_VAR, "").strip()
     if connection_string:
@@ -63,12 +64,16 @@ def blob_client(location: ModelUri, *, client_retries: bool = True) -> BlobClien
                 f"{location.uri}: {CONNECTION_STRING_VAR} is for {service.url.rstrip('/')}, "
                 f"not {location.account_url}"
             )
-        return service.get_blob_client(location.container, location.key)
+        return service
     # Workload identity in AKS, a managed identity on a VM, or `az login` on a laptop.
     from azure.identity import DefaultAzureCredential
 
-    return BlobClient(location.account_url, location.container, location.key,
-                      credential=DefaultAzureCredential(), **options)
+    return BlobServiceClient(location.account_url, credential=DefaultAzureCredential(), **options)
+
+
+def blob_client(location: ModelUri, *, client_retries: bool = True) -> BlobClient:
+    """A client for the model blob, authenticated as service_client() says."""
+    return service_client(location, client_retries=client_retries).get_blob_client(location.container, location.key)
 
 
 @contextmanager
@@ -125,3 +130,9 @@ class AzureBlobBackend:
     def read(self, offset: int) -> Iterator[bytes]:
         with _translated(self.location, f"download from byte {offset}"):
             yield from self._client.download_blob(offset=offset).chunks()
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Names of the blobs in the model's container that start with `prefix`."""
+        container = service_client(self.location).get_container_client(self.location.container)
+        with _translated(self.location, f"list blobs under {prefix}"):
+            yield from container.list_blob_names(name_starts_with=prefix)

@@ -32,6 +32,9 @@ class Backend(Protocol):
     def read(self, offset: int) -> Iterator[bytes]:
         """The object's bytes from `offset` to the end, in chunks, streamed."""
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Names of the objects in the model's container or bucket that start with `prefix`."""
+
 
 def open_backend(location: ModelUri, *, client_retries: bool) -> Backend:
     """The backend for `location`. `client_retries=False` leaves retrying to the caller (fetch resumes itself)."""

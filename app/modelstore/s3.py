@@ -94,3 +94,11 @@ class S3Backend:
                 yield from body.iter_chunks(CHUNK_BYTES)
             finally:
                 body.close()
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Keys in the model's bucket that start with `prefix`."""
+        with _translated(self.location, f"list objects under {prefix}"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.location.container,
+                                                                           Prefix=prefix)
+            for page in pages:
+                yield from (item["Key"] for item in page.get("Contents") or [])

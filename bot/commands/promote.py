@@ -16,8 +16,7 @@ from bot.output import EnvbotError, info
 from bot.pins import pin_origin
 from bot.policy import format_duration
 from bot.registry import ImageRef, RegistryClient, parse_image_ref
-from bot.steps import Promotion, commit, describe, edit_pins, land, recheck, render_diff, run_steps
-from bot.steps import changelog as changelog_step
+from bot.steps import Promotion, pin_release, run_steps
 from bot.values import read_pin_text
 
 
@@ -97,10 +96,6 @@ def run(args: argparse.Namespace) -> int:
             subject=f"envbot: promote {s.app.name} {src.name} -> {dst.name} ({pin.image.tag or pin.image.digest[:19]})",
             render=dst.landing != "push" or args.dry_run,
         )
-        run_steps(promotion, [
-            edit_pins.run,
-            lambda p: changelog_step.run(p, registry, args.source_repo) if p.render else None,
-            render_diff.run, describe.run, recheck.run, commit.run, land.run,
-        ])
+        run_steps(promotion, pin_release.steps(registry, args.source_repo))
         return report(args, promotion, {"from": f"{src.name}@{origin.sha}", "gates": failures,
                                         "override": args.override_reason})

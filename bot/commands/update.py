@@ -8,8 +8,7 @@ from bot.commands import report, session
 from bot.models import resolve_model
 from bot.output import EnvbotError
 from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_ref
-from bot.steps import Promotion, commit, describe, edit_pins, land, recheck, render_diff, run_steps
-from bot.steps import changelog as changelog_step
+from bot.steps import Promotion, pin_release, run_steps
 from bot.values import ImagePin, ReleasePin, read_pin_text
 
 
@@ -51,9 +50,5 @@ def run(args: argparse.Namespace) -> int:
             subject=f"envbot: update {s.app.name} in {env.name} to {tag or image.digest[:19]}",
             render=env.landing != "push" or args.dry_run,
         )
-        run_steps(promotion, [
-            edit_pins.run,
-            lambda p: changelog_step.run(p, registry, args.source_repo) if p.render else None,
-            render_diff.run, describe.run, recheck.run, commit.run, land.run,
-        ])
+        run_steps(promotion, pin_release.steps(registry, args.source_repo))
         return report(args, promotion, {"image": str(ref), "digest": image.digest})

@@ -7,6 +7,7 @@ envbot/... branch and prints the description for a person to act on.
 
 from __future__ import annotations
 
+from bot.git import Workspace
 from bot.output import EnvbotError, info
 from bot.steps import Promotion
 
@@ -22,6 +23,16 @@ def _open_pull_request(promotion: Promotion, auto_merge: bool):  # -> PullReques
         raise EnvbotError(f"pull request for {promotion.pr_branch}: {exc}") from exc
 
 
+def _branch_remote(ws: Workspace) -> str:
+    """Where the pull-request branch goes: the forge of a local checkout's origin, else the target."""
+    from bot.forges import parse_remote
+
+    # From a checkout the pull request is opened on its origin's forge, which must have the branch.
+    if ws.checkout is not None and parse_remote(ws.forge_url) is not None:
+        return ws.forge_url
+    return "origin"
+
+
 def run(promotion: Promotion) -> None:
     if promotion.dry_run or promotion.commit is None:
         promotion.landed = "nothing"
@@ -33,7 +44,7 @@ def run(promotion: Promotion) -> None:
         promotion.landed = "pushed"
         return
     # The branch name is deterministic: re-running the same promotion force-updates the same pull request.
-    ws.push(f"refs/heads/{promotion.pr_branch}", force=True)
+    ws.push(f"refs/heads/{promotion.pr_branch}", force=True, remote=_branch_remote(ws))
     promotion.branch = promotion.pr_branch
     pull_request = _open_pull_request(promotion, auto_merge=landing == "auto-merge")
     if pull_request is not None:

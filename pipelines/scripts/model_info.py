@@ -1,7 +1,8 @@
-"""Prints one field of a published model's record: `model_info.py sha256|version|name URI`.
+"""Prints a published model's name, version, sha256 and size on one line: `model_info.py URI`.
 
-Reads the model store's metadata (app.modelstore.stat_model), so a pipeline given only a model
-URI pins the sha256 the model was published with; fetch-model then verifies the bytes against it.
+Reads the model store's record (app.modelstore.stat_model), so a pipeline given only a model URI
+pins the sha256 the model was published with (fetch-model then verifies the bytes against it) and
+labels the image with the model's name and version. Read it with `read -r name version sha256 size`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,17 @@ import sys
 
 from app.modelstore import ModelStoreError, stat_model
 
-FIELDS = ("sha256", "version", "name", "size")
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("field", choices=FIELDS)
     parser.add_argument("uri")
     args = parser.parse_args(argv)
     try:
         info = stat_model(args.uri)
     except ModelStoreError as err:
-        print(f"{args.uri}: {err}", file=sys.stderr)
+        print(f"model_info.py: {err}", file=sys.stderr)
         return 1
-    print(getattr(info, args.field))
+    print(info.name, info.version, info.sha256, info.size)
     return 0
 
 

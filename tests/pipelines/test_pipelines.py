@@ -161,23 +161,66 @@ def scripts_of_stage(name: str) -> list[tuple[str, str]]:
 def test_build_fetches_the_model_through_the_federated_connection() -> None:
     fetch = load_yaml(REPO_ROOT / "pipelines" / "templates" / "fetch-model.yml")["steps"][0]
     assert fetch["task"] == "AzureCLI@2"
-    assert fetch["inputs"]["addSpnToEnvironment"] == "true"
-    assert "python -m app fetch-model --uri" in fetch["inputs"]["inlineScript"]
-    assert "--sha256" in fetch["inputs"]["inlineScript"]
+    script = fetch["inputs"]["inlineScript"]
+    assert "python pipelines/scripts/model_info.py" in script
+    assert 'python -m app fetch-model --uri "$MODEL_URI" --sha256 "$MODEL_SHA256"' in script
+    for variable in ("modelName", "modelVersion", "modelSha256"):
+        assert f"##vso[task.setvariable variable={variable}]" in script
     used = [s for s in walk(stage("Build")) if s.get("template") == "pipelines/templates/fetch-model.yml"]
     assert used[0]["parameters"]["modelSha256"] == "$(modelSha256)"
+    assert used[0]["parameters"]["destDir"] == "build/model"
 
 
-def test_build_labels_pushes_both_tags_and_outputs_the_digest() -> None:
+def dockerfile_build_args() -> set[str]:
+    return set(re.findall(r"^ARG (\w+)", (REPO_ROOT / "app" / "Dockerfile").read_text(), re.M))
+
+
+def build_step() -> dict:
+    return next(s for s in walk(stage("Build")) if s.get("displayName") == "docker build")
+
+
+def test_build_passes_exactly_the_dockerfiles_arguments_and_target() -> None:
+    script = build_step()["bash"]
+    passed = set(re.findall(r"--build-arg (\w+)=", script))
+    assert passed == dockerfile_build_args()
+    (target,) = re.findall(r"--target (\S+)", script)
+    assert re.search(rf"^FROM \S+ AS {target}$", (REPO_ROOT / "app" / "Dockerfile").read_text(), re.M)
+    # Labels come from the Dockerfile's LABELs through the arguments, not from the command line.
+    assert "--label" not in script
+    assert script.rstrip().splitlines()[-2].strip() == "."  # the context is the repository root
+    # Every argument's value reaches the script through env:, and the model's from fetch-model.
+    env = build_step()["env"]
+    assert {"MODEL_SHA256": "$(modelSha256)", "MODEL_NAME": "$(modelName)",
+            "MODEL_VERSION": "$(modelVersion)"}.items() <= env.items()
+
+
+def test_build_stages_the_inputs_the_dockerfile_copies() -> None:
+    copied = set(re.findall(r"^COPY (build/\S+?)/?\s", (REPO_ROOT / "app" / "Dockerfile").read_text(), re.M))
+    assert copied == {"build/wheelhouse", "build/dist", "build/model/model.onnx"}
+    stage_step = next(s for s in walk(stage("Build")) if s.get("displayName") == "Stage the wheelhouse and the "
+                      "project wheel")
+    # The same functions as the local image builds (devenv/image.py), not a second recipe.
+    assert "from devenv.image import build_project_wheel, build_wheelhouse" in stage_step["bash"]
+    from devenv import image
+
+    assert image.WHEELHOUSE.relative_to(REPO_ROOT).as_posix() == "build/wheelhouse"
+    assert image.DIST_DIR.relative_to(REPO_ROOT).as_posix() == "build/dist"
+
+
+def test_build_pushes_both_tags_and_outputs_the_digest() -> None:
     build = "\n".join(text for _, text in scripts_of_stage("Build"))
-    for label in ("org.opencontainers.image.revision", "org.opencontainers.image.source",
-                  "org.opencontainers.image.version"):
-        assert f"--label {label}=" in build
     assert 'docker push "$IMAGE_NAME:$REVISION"' in build and 'docker push "$IMAGE_NAME:$BUILD_ID"' in build
     assert "{{index .RepoDigests 0}}" in build
     assert "##vso[task.setvariable variable=imageDigest;isOutput=true]" in build
     push = next(s for s in walk(stage("Build")) if s.get("name") == "pushImage")
     assert "ne(variables['Build.Reason'], 'PullRequest')" in push["condition"]
+
+
+ENVBOT_TEMPLATE = REPO_ROOT / "pipelines" / "templates" / "envbot-update-dev.yml"
+
+
+def envbot_update_script() -> str:
+    return next(text for name, text in scripts_of(ENVBOT_TEMPLATE) if name == "envbot update dev")
 
 
 def test_updatedev_pins_the_image_by_digest_from_the_build_stage_output() -> None:
@@ -189,20 +232,53 @@ def test_updatedev_pins_the_image_by_digest_from_the_build_stage_output() -> Non
     assert any(s.get("name") == "pushImage" for s in build_job["steps"])
     update = next(s for s in job["steps"] if s.get("template"))
     assert update["parameters"]["imageRef"] == "$(imageRef)"
-    envbot = next(text for name, text in scripts_of(REPO_ROOT / "pipelines/templates/envbot-update-dev.yml")
-                  if name == "envbot update dev")
-    assert "*@sha256:*) ;;" in envbot  # anything else is refused before envbot runs
-    assert 'args=(update dev --model "$MODEL_URI")' in envbot and 'args+=(--image "$IMAGE_REF")' in envbot
+    script = envbot_update_script()
+    assert "*@sha256:*) ;;" in script  # anything else is refused before envbot runs
+    assert 'args=(update dev --repo "$repo_url" --image "$IMAGE_REF")' in script
+
+
+def test_model_only_release_passes_devs_current_image() -> None:
+    update = next(s for s in stage("UpdateDevModel")["jobs"][0]["steps"] if s.get("template"))
+    assert "imageRef" not in update["parameters"]
+    script = envbot_update_script()
+    assert 'envbot status --repo "$repo_url" --json | python "$SCRIPTS_DIR/pinned_image.py" dev' in script
+
+
+def test_every_dev_update_goes_through_the_one_template() -> None:
+    for path in PIPELINES:
+        for name, text in scripts_of(path):
+            assert not re.search(r"\benvbot update\b", text), f"{rel(path)}: {name!r} runs envbot update itself"
+    users = [(rel(src), t) for src, t, _ in template_references() if t == str(ENVBOT_TEMPLATE.resolve())]
+    assert {src for src, _ in users} == {"azure-pipelines.yml", "pipelines/model-watch.yml"}
+
+
+def test_envbot_update_gets_the_token_through_the_environment_only() -> None:
+    step = next(s for s in steps_of(ENVBOT_TEMPLATE) if s.get("displayName") == "envbot update dev")
+    assert step["env"]["SYSTEM_ACCESSTOKEN"] == "$(System.AccessToken)"
+    script = envbot_update_script()
+    assert 'export GIT_CONFIG_GLOBAL="$git_config"' in script and "trap 'rm -f \"$git_config\"' EXIT" in script
+    # envbot clones and pushes the Azure Repos URL itself; no checkout holds a persisted token.
+    for path in ALL_FILES:
+        for checkout in (s for s in steps_of(path) if "checkout" in s):
+            assert checkout.get("persistCredentials") != "true", rel(path)
 
 
 def test_envbot_steps_get_the_access_token_explicitly() -> None:
     for path in ALL_FILES:
         for step in steps_of(path):
-            text = step.get("bash", "")
-            if re.search(r"\benvbot (update|diff)\b", text) or "post_pr_comment.py" in text:
+            text = step.get("bash") or (step.get("inputs") or {}).get("inlineScript", "")
+            if re.search(r"\benvbot (update|status)\b", text) or "post_pr_comment.py" in text:
                 assert step.get("env", {}).get("SYSTEM_ACCESSTOKEN") == "$(System.AccessToken)", rel(path)
-            if step.get("checkout") == "environments" and path.name != "environments-pr.yml":
-                assert step.get("persistCredentials") == "true", rel(path)
+
+
+def test_model_watch_updates_dev_only_when_a_newer_model_exists() -> None:
+    jobs = {j["job"]: j for j in load_yaml(REPO_ROOT / "pipelines" / "model-watch.yml")["stages"][0]["jobs"]}
+    update = jobs["Update"]
+    assert update["dependsOn"] == "Compare"
+    assert "ne(dependencies.Compare.outputs['watch.newModelUri'], '')" in update["condition"]
+    assert update["variables"]["newModelUri"] == "$[ dependencies.Compare.outputs['watch.newModelUri'] ]"
+    watch = next(s for s in jobs["Compare"]["steps"] if s.get("name") == "watch")
+    assert "##vso[task.setvariable variable=newModelUri;isOutput=true]" in watch["inputs"]["inlineScript"]
 
 
 def test_model_watch_is_scheduled() -> None:
@@ -215,7 +291,7 @@ def test_model_watch_is_scheduled() -> None:
 def test_environments_pr_pipeline_renders_validates_and_comments() -> None:
     text = "\n".join(t for _, t in scripts_of(REPO_ROOT / "pipelines" / "environments-pr.yml"))
     assert "helm template" in text and "kubernetes-validate --strict" in text
-    assert 'envbot diff "$env@$TARGET_REF" "$env@HEAD"' in text
+    assert 'envbot diff --repo environments "$env@$BASE_COMMIT" "$env@HEAD"' in text
     assert "post_pr_comment.py" in text
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +21,9 @@ SCRIPTS = REPO_ROOT / "pipelines" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import changed_environments  # noqa: E402
+import model_info  # noqa: E402
 import model_watch  # noqa: E402
+import pinned_image  # noqa: E402
 import post_pr_comment  # noqa: E402
 
 PROMOTION = """\
@@ -164,33 +169,149 @@ def test_post_pr_comment_truncates_oversized_diffs() -> None:
     assert len(content) == post_pr_comment.MAX_COMMENT_CHARS and content.endswith("pipeline log)*")
 
 
-def test_versions_compare_naturally() -> None:
-    assert sorted(["10", "9", "2"], key=model_watch.version_key) == ["2", "9", "10"]
-    assert model_watch.version_key("2024-06-01") > model_watch.version_key("2024-05-31")
-
-
-def test_model_watch_finds_a_newer_published_version(azurite, tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def blob_models(azurite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A fresh Azurite container holding iris-logreg 1, 2 and 10 (published with publish_model), a stray
+    non-model blob under version 11, and another model; returns the container URL."""
     from azure.storage.blob import BlobServiceClient
+
+    from app.modelstore import model_uri, publish_model
 
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    container = service.create_container(f"models-watch-{tmp_path.name[-8:].lower().replace('_', '-')}")
+    container = service.create_container(f"watch-{uuid.uuid4().hex[:12]}")
+    store = f"{azurite.blob_endpoint}/{container.container_name}"
+    model_file = tmp_path / "model.onnx"
     for version in ("1", "2", "10"):
-        container.upload_blob(f"iris-logreg/{version}/model.onnx", b"onnx", metadata={"sha256": "0" * 64})
+        model_file.write_bytes(f"model version {version}".encode())
+        publish_model(model_file, model_uri(store, "iris-logreg", version))
     container.upload_blob("iris-logreg/11/notes.txt", b"not a model")
-    container.upload_blob("iris-forest/99/model.onnx", b"other model")
-    base = f"{azurite.blob_endpoint}/{container.container_name}/iris-logreg"
+    publish_model(model_file, model_uri(store, "iris-forest", "99"))
+    return store
+
+
+def test_model_watch_finds_a_newer_published_version(blob_models: str, tmp_path: Path, capsys) -> None:
     values = tmp_path / "values.yaml"
+    values.write_text(f"model:\n  source: blob\n  name: iris-logreg\n  version: '2'\n"
+                      f"  uri: {blob_models}/iris-logreg/2/model.onnx\n")
+    assert model_watch.main(["--values", str(values)]) == 0
+    assert capsys.readouterr().out == f"{blob_models}/iris-logreg/10/model.onnx\n"
 
-    values.write_text(f"model:\n  source: blob\n  name: iris-logreg\n  version: '2'\n  uri: {base}/2/model.onnx\n")
-    assert model_watch.newer_model_uri(values) == f"{base}/10/model.onnx"
+    values.write_text(f"model:\n  version: '10'\n  uri: {blob_models}/iris-logreg/10/model.onnx\n")
+    assert model_watch.main(["--values", str(values)]) == 0
+    assert capsys.readouterr().out == ""
 
-    values.write_text(f"model:\n  name: iris-logreg\n  version: '10'\n  uri: {base}/10/model.onnx\n")
-    assert model_watch.newer_model_uri(values) is None
+
+def test_model_watch_reports_a_missing_container(blob_models: str, tmp_path: Path, capsys) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(f"model:\n  uri: {blob_models}-gone/iris-logreg/1/model.onnx\n")
+    assert model_watch.main(["--values", str(values)]) == 1
+    assert "values.yaml: model.uri:" in capsys.readouterr().err
 
 
 def test_model_watch_names_a_missing_field(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text("model:\n  name: iris-logreg\n")
     with pytest.raises(SystemExit, match=r"values.yaml: model.uri is missing"):
-        model_watch.newer_model_uri(values)
+        model_watch.main(["--values", str(values)])
+
+
+def test_model_info_prints_the_published_record(blob_models: str, capsys) -> None:
+    from app.modelstore import stat_model
+
+    uri = f"{blob_models}/iris-logreg/2/model.onnx"
+    assert model_info.main([uri]) == 0
+    name, version, sha256, size = capsys.readouterr().out.split()
+    info = stat_model(uri)
+    assert (name, version, sha256, int(size)) == ("iris-logreg", "2", info.sha256, len(b"model version 2"))
+    assert model_info.main([f"{blob_models}/iris-logreg/3/model.onnx"]) == 1
+    assert "iris-logreg/3/model.onnx" in capsys.readouterr().err
+
+
+# --- the envbot template's script, run as the agent would ---------------------------------------------
+
+TOKEN = "job-access-token"
+
+
+def template_script(path: str, display_name: str) -> str:
+    from tests.pipelines.azure_schema import load_yaml
+
+    step = next(s for s in load_yaml(REPO_ROOT / path)["steps"] if s.get("displayName") == display_name)
+    return step["inputs"]["inlineScript"]
+
+
+@pytest.fixture
+def pinned_env_repo(tmp_path: Path, base_image: str, oci_registry, blob_models: str):
+    """An environments repo whose dev pins an image in the TLS registry and iris-logreg 2, served at Azure
+    Repos' URL shape behind bearer auth."""
+    from app.modelstore import stat_model
+    from bot.values import ImagePin, ModelPin, ReleasePin
+    from tests.bot.conftest import build_and_push
+    from tests.bot.envrepo import make_env_repo
+    from tests.pipelines.azure_repos_git import serve
+
+    name = f"{oci_registry.host}/ai-app"
+    digest = build_and_push(base_image, name, "pipelines", {"org.opencontainers.image.revision": "0" * 40})
+    model = stat_model(f"{blob_models}/iris-logreg/2/model.onnx")
+    pin = ReleasePin(ImagePin(name, "pipelines", digest), ModelPin("blob", model.name, model.version, model.uri,
+                                                                  model.sha256))
+    repo = make_env_repo(tmp_path, pins={"dev": pin})
+    with serve(tmp_path, TOKEN) as server:
+        yield repo, server, f"{name}@{digest}"
+
+
+def run_envbot_update(server, env: dict[str, str], token: str = TOKEN) -> subprocess.CompletedProcess[str]:
+    script = template_script("pipelines/templates/envbot-update-dev.yml", "envbot update dev")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={
+        **base, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "IMAGE_REF": "", "MODEL_URI": "",
+        "ENVIRONMENTS_REPOSITORY": "environments", "SCRIPTS_DIR": "pipelines/scripts",
+        "COLLECTION_URI": server.collection_uri, "TEAM_PROJECT": server.project, "SYSTEM_ACCESSTOKEN": token,
+        "ENVBOT_GIT_NAME": "envbot (Azure Pipelines)", "ENVBOT_GIT_EMAIL": "envbot@pipelines.invalid", **env,
+    })
+
+
+def test_model_only_release_pins_the_model_and_keeps_devs_image(pinned_env_repo, blob_models, oci_registry,
+                                                                 azurite) -> None:
+    repo, server, image = pinned_env_repo
+    before = repo.head()
+    new_model = f"{blob_models}/iris-logreg/10/model.onnx"
+    proc = run_envbot_update(server, {"MODEL_URI": new_model, "REQUESTS_CA_BUNDLE": str(oci_registry.ca_file),
+                                      "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"model-only release: dev keeps {image}" in proc.stdout
+    assert repo.head() != before and server.refused == []
+    dev = repo.show("environments/dev/values.yaml")
+    assert f'digest: "{image.split("@")[1]}"' in dev and "uri: " + new_model in dev and 'version: "10"' in dev
+    message = repo.message()
+    assert "Envbot-Action: update" in message and f"Envbot-Image: {image}" in message
+
+
+def test_a_refused_token_pushes_nothing(pinned_env_repo, blob_models) -> None:
+    repo, server, _ = pinned_env_repo
+    before = repo.head()
+    proc = run_envbot_update(server, {"MODEL_URI": f"{blob_models}/iris-logreg/10/model.onnx"}, token="wrong")
+    assert proc.returncode != 0 and "envbot: error: cannot reach the environments repo" in proc.stderr
+    assert repo.head() == before and server.refused
+    assert "wrong" not in proc.stdout + proc.stderr
+
+
+def test_an_image_not_pinned_by_digest_is_refused_before_envbot_runs(pinned_env_repo) -> None:
+    repo, server, image = pinned_env_repo
+    proc = run_envbot_update(server, {"IMAGE_REF": image.split("@")[0] + ":latest"})
+    assert proc.returncode == 1 and "is not pinned by digest" in proc.stderr
+    assert server.refused == [] and repo.count() == 1
+
+
+def test_pinned_image_reads_envbot_status(tmp_path: Path, capsys, monkeypatch) -> None:
+    from tests.bot.envrepo import make_env_repo
+
+    repo = make_env_repo(tmp_path)
+    status = subprocess.run([sys.executable, "-m", "bot.main", "status", "--repo", str(repo.remote), "--json"],
+                            capture_output=True, text=True, check=True, cwd=REPO_ROOT).stdout
+    dev = next(row for row in json.loads(status)["environments"] if row["env"] == "dev")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(status))
+    assert pinned_image.main(["dev"]) == 0
+    assert capsys.readouterr().out == f"{dev['image']['repository']}@{dev['image']['digest']}\n"
+    with pytest.raises(SystemExit, match="no environment 'qa'"):
+        pinned_image.pinned_image(json.loads(status), "qa")
