@@ -1,0 +1,5 @@
+"""`python -m app <verb>`."""
+
+from app.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""`serve`: verify and load the model once, then run gunicorn workers that share it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from app.config import ConfigError, load_settings
+from app.logs import configure_logging
+
+logger = logging.getLogger("app.serve")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (default: $BIND_HOST or 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8080)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: $WEB_THREADS or 2)")
+
+
+def _metrics_dir() -> tuple[Path, bool]:
+    """The prometheus multiprocess directory, emptied of a previous run's files; True if we made it."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path, False
+    # tempfile honours TMPDIR and defaults to the system temporary directory, the only writable path
+    # in the image (its root filesystem is read-only).
+    return Path(tempfile.mkdtemp(prefix="ai-app-metrics-")), True
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"ai-app serve: {exc}", file=sys.stderr)
+        return 2
+    overrides = {
+        "BIND_HOST": args.host,
+        "PORT": args.port,
+        "WEB_CONCURRENCY": args.workers,
+        "WEB_THREADS": args.threads,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.LOG_LEVEL)
+    if not settings.MODEL_PATH:
+        logger.error("MODEL_PATH is not set; point it at the ONNX model file to serve")
+        return 2
+
+    metrics_dir, created = _metrics_dir()
+    # Must precede the first import of prometheus_client (app.server imports it).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    settings = dataclasses.replace(settings, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    master_pid = os.getpid()
+    try:
+        from app.gunicorn_conf import InferenceServer, gunicorn_options
+        from app.model import ModelDigestMismatch, ModelError
+        from app.server import create_app
+
+        try:
+            app = create_app(settings.as_flask_config())
+        except ModelDigestMismatch as exc:
+            logger.error(str(exc), extra={"expected_sha256": exc.expected, "actual_sha256": exc.actual})
+            return 1
+        except ModelError as exc:
+            logger.error(str(exc))
+            return 1
+        try:
+            InferenceServer(app, gunicorn_options(settings)).run()
+        except SystemExit as exc:
+            # Forked workers unwind through here too; only the arbiter turns the exit into a code.
+            if os.getpid() != master_pid:
+                raise
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return 0
+    finally:
+        if created and os.getpid() == master_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

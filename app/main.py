@@ -1,0 +1,37 @@
+"""`ai-app` / `python -m app`: thin argparse wiring; each verb lives in app/commands/<verb>.py."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+VERBS = {
+    "serve": "Run the inference server (gunicorn) for the model in MODEL_PATH.",
+    "fetch-model": "Download a model from blob storage or S3 and verify its sha256.",
+    "publish-model": "Upload a model to blob storage or S3 with its sha256.",
+    "train": "Train a demo model and export it to ONNX.",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="ai-app", description="The AI app: inference service and model tools.")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    # Only the chosen verb's module is imported, so `serve` never pays for the training stack.
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for verb, summary in VERBS.items():
+        subparser = subparsers.add_parser(verb, help=summary, description=summary)
+        if verb == chosen:
+            module_name = f"app.commands.{verb.replace('-', '_')}"
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                parser.error(f"verb {verb!r} is not available in this build ({module_name} is missing)")
+            module.add_arguments(subparser)
+            subparser.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    return args.run(args)

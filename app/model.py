@@ -1,0 +1,180 @@
+"""Load one ONNX model, verified by sha256, and run it with onnxruntime (never pickle)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from app.modelstore.digest import READ_BYTES
+
+# onnxruntime type string -> (Open Inference Protocol datatype, numpy dtype).
+_ORT_TYPES: dict[str, tuple[str, np.dtype]] = {
+    "tensor(bool)": ("BOOL", np.dtype(np.bool_)),
+    "tensor(uint8)": ("UINT8", np.dtype(np.uint8)),
+    "tensor(uint16)": ("UINT16", np.dtype(np.uint16)),
+    "tensor(uint32)": ("UINT32", np.dtype(np.uint32)),
+    "tensor(uint64)": ("UINT64", np.dtype(np.uint64)),
+    "tensor(int8)": ("INT8", np.dtype(np.int8)),
+    "tensor(int16)": ("INT16", np.dtype(np.int16)),
+    "tensor(int32)": ("INT32", np.dtype(np.int32)),
+    "tensor(int64)": ("INT64", np.dtype(np.int64)),
+    "tensor(float16)": ("FP16", np.dtype(np.float16)),
+    "tensor(float)": ("FP32", np.dtype(np.float32)),
+    "tensor(double)": ("FP64", np.dtype(np.float64)),
+    "tensor(string)": ("BYTES", np.dtype(object)),
+}
+
+
+class ModelError(Exception):
+    """The model file cannot be served (missing, unreadable, not ONNX, unsupported types)."""
+
+
+class ModelDigestMismatch(ModelError):
+    """The model file's sha256 is not the one the deployment pinned."""
+
+    def __init__(self, path: Path, expected: str, actual: str) -> None:
+        super().__init__(f"{path}: sha256 mismatch: expected {expected}, actual {actual}")
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as the V2 protocol describes it."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1 where the dimension is dynamic
+    dtype: np.dtype
+
+    def metadata(self) -> dict[str, object]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
+    """Read the file once, hashing it in chunks, so the bytes loaded are the bytes verified.
+
+    (modelstore.digest.file_sha256 hashes without keeping the bytes; loading the path afterwards
+    would leave a window in which the file could change.)
+    """
+    digest = hashlib.sha256()
+    chunks = []
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(READ_BYTES):
+                digest.update(chunk)
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model file: {exc.strerror or exc}") from None
+    actual = digest.hexdigest()
+    if expected_sha256 is not None and actual != expected_sha256.lower():
+        raise ModelDigestMismatch(path, expected_sha256.lower(), actual)
+    return b"".join(chunks), actual
+
+
+def _tensor_spec(node: ort.NodeArg, path: Path) -> TensorSpec:
+    try:
+        datatype, dtype = _ORT_TYPES[node.type]
+    except KeyError:
+        hint = ""
+        if node.type.startswith("seq(map"):
+            hint = " (a skl2onnx classifier converted with ZipMap; convert with options={'zipmap': False})"
+        raise ModelError(f"{path}: tensor {node.name!r} has type {node.type}, not a V2 tensor{hint}") from None
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (node.shape or []))
+    return TensorSpec(node.name, datatype, shape, dtype)
+
+
+class OnnxModel:
+    """An onnxruntime session plus the V2 metadata of its inputs and outputs."""
+
+    def __init__(
+        self,
+        model_bytes: bytes,
+        *,
+        path: Path,
+        name: str,
+        version: str,
+        sha256: str,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+    ) -> None:
+        self.path = path
+        self.name = name
+        self.version = version
+        self.sha256 = sha256
+        self.intra_op_threads = intra_op_threads
+        self.inter_op_threads = inter_op_threads
+        # Kept only when a forked worker must rebuild its session (see reopen_after_fork).
+        self._model_bytes: bytes | None = model_bytes if self.needs_reopen_after_fork else None
+        self.session = self._new_session(model_bytes)
+        self.inputs = {n.name: _tensor_spec(n, path) for n in self.session.get_inputs()}
+        self.outputs = {n.name: _tensor_spec(n, path) for n in self.session.get_outputs()}
+        self.output_names = list(self.outputs)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path | str,
+        *,
+        name: str,
+        version: str,
+        expected_sha256: str | None = None,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+    ) -> OnnxModel:
+        """Verify and load the model; raise ModelDigestMismatch or ModelError with the reason."""
+        path = Path(path)
+        model_bytes, sha256 = read_verified(path, expected_sha256)
+        return cls(
+            model_bytes,
+            path=path,
+            name=name,
+            version=version,
+            sha256=sha256,
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+        )
+
+    @property
+    def needs_reopen_after_fork(self) -> bool:
+        # With one thread onnxruntime creates no thread pool, so a session made before fork is safe to
+        # share copy-on-write; pool threads do not survive fork(), so a pooled session must be rebuilt.
+        return self.intra_op_threads > 1 or self.inter_op_threads > 1
+
+    def _new_session(self, model_bytes: bytes) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL if self.inter_op_threads > 1 else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning threads burn the CPU other workers need on a small pod.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise ModelError(f"{self.path}: not a loadable ONNX model: {exc}") from None
+
+    def reopen_after_fork(self) -> None:
+        """Rebuild the session in a forked worker when it owns thread pools."""
+        if self._model_bytes is not None:
+            self.session = self._new_session(self._model_bytes)
+
+    def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
+        return self.session.run(output_names, feeds)
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [spec.metadata() for spec in self.inputs.values()],
+            "outputs": [spec.metadata() for spec in self.outputs.values()],
+        }

@@ -1,0 +1,191 @@
+"""The Flask app factory: settings from the environment, the V2 and ops blueprints, request hooks."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from app.config import load_settings
+from app.metrics import Metrics
+from app.model import OnnxModel
+from app.state import ServiceState
+from app.v2 import create_blueprint as create_v2_blueprint
+from app.v2 import error_response
+
+logger = logging.getLogger("app.server")
+access_logger = logging.getLogger("app.access")
+
+# Accept caller ids that are safe to echo into headers and logs; anything else gets a fresh id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+_KNOWN_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+# Probes and scrapes arrive every few seconds; logging them at INFO would drown the requests.
+_QUIET_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+
+
+def load_model(app: Flask) -> OnnxModel:
+    """Load, verify and attach the configured model; raises app.model.ModelError."""
+    config = app.config
+    if not config["MODEL_PATH"]:
+        raise ValueError("MODEL_PATH is not set")
+    model = OnnxModel.load(
+        config["MODEL_PATH"],
+        name=config["MODEL_NAME"],
+        version=config["MODEL_VERSION"],
+        expected_sha256=config["MODEL_SHA256"],
+        intra_op_threads=config["ORT_INTRA_OP_THREADS"],
+        inter_op_threads=config["ORT_INTER_OP_THREADS"],
+    )
+    app.extensions["ai_app"].model = model
+    logger.info(
+        "model loaded",
+        extra={"model": model.name, "version": model.version, "sha256": model.sha256, "path": str(model.path)},
+    )
+    return model
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, overridden by `config`; loads the model if MODEL_PATH is set.
+
+    Raises app.config.ConfigError for bad settings and app.model.ModelError (including a sha256
+    mismatch) when the model cannot be served.
+    """
+    app = Flask(__name__)
+    app.config.update(load_settings().as_flask_config())
+    if config:
+        app.config.update(config)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
+    state = ServiceState(
+        metrics=Metrics(app.config["MODEL_NAME"], app.config["MODEL_VERSION"]),
+        max_request_bytes=app.config["MAX_REQUEST_BYTES"],
+    )
+    app.extensions["ai_app"] = state
+    app.register_blueprint(create_v2_blueprint(state))
+    app.register_blueprint(_create_ops_blueprint())
+    _register_hooks(app)
+    if app.config["MODEL_PATH"]:
+        load_model(app)
+    return app
+
+
+def _create_ops_blueprint() -> Blueprint:
+    ops = Blueprint("ops", __name__)
+
+    @ops.get("/version")
+    def version() -> dict[str, Any]:
+        config = current_app.config
+        model = current_app.extensions["ai_app"].model
+        return {
+            "app_version": config["APP_VERSION"],
+            "source_revision": config["SOURCE_REVISION"],
+            "model": {
+                "name": config["MODEL_NAME"],
+                "version": config["MODEL_VERSION"],
+                "sha256": model.sha256 if model is not None else None,
+                "loaded": model is not None,
+            },
+        }
+
+    @ops.get("/metrics")
+    def metrics() -> Response:
+        state = current_app.extensions["ai_app"]
+        return Response(state.metrics.render(), content_type=state.metrics.content_type)
+
+    return ops
+
+
+class RequestObserver:
+    """WSGI middleware: request id, latency metrics and one JSON access log line per request.
+
+    A middleware rather than before/after_request hooks: it runs once per request without Flask's
+    per-hook dispatch, and it also sees responses produced by error handlers.
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], metrics: Metrics, access_log: bool) -> None:
+        self.wsgi_app = wsgi_app
+        self.metrics = metrics
+        self.access_log = access_log
+        self._new_id_prefix()
+        # Forked workers must not share the arbiter's prefix.
+        os.register_at_fork(after_in_child=self._new_id_prefix)
+
+    def _new_id_prefix(self) -> None:
+        # Generated ids are a random 64-bit per-process prefix plus a counter: unique like a uuid4 but
+        # without a getrandom() system call per request.
+        self._id_prefix = os.urandom(8).hex()
+        self._id_counter = itertools.count(1)
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else self._new_request_id()
+        environ["ai_app.request_id"] = request_id
+        status_line = ""
+
+        def observed_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal status_line
+            status_line = status
+            headers.append(("X-Request-ID", request_id))
+            return start_response(status, headers, exc_info)
+
+        # Flask returns fully built bodies here (no streaming views), so this is the response time.
+        body = self.wsgi_app(environ, observed_start_response)
+        seconds = time.perf_counter() - started
+        status = int(status_line[:3]) if status_line else 500
+        route = environ.get("ai_app.route", "unmatched")
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in _KNOWN_METHODS:
+            method = "OTHER"
+        self.metrics.observe_request(method, route, status, seconds)
+        # Failed requests are always logged; ACCESS_LOG=false only drops the lines of successful ones.
+        if status >= 400 or (self.access_log and route not in _QUIET_ROUTES):
+            access_logger.info(
+                "request",
+                {
+                    "request_id": request_id,
+                    "method": method,
+                    "path": environ.get("PATH_INFO", ""),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "remote_addr": environ.get("REMOTE_ADDR"),
+                },
+            )
+        return body
+
+
+def _register_hooks(app: Flask) -> None:
+    state: ServiceState = app.extensions["ai_app"]
+    app.wsgi_app = RequestObserver(app.wsgi_app, state.metrics, app.config["ACCESS_LOG"])  # type: ignore[method-assign]
+
+    @app.url_value_preprocessor
+    def _record_route(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        # The route template (not the path) labels metrics, so unknown model names cannot add series.
+        rule = request.url_rule
+        if rule is not None:
+            request.environ["ai_app.route"] = rule.rule
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"request body exceeds MAX_REQUEST_BYTES ({app.config['MAX_REQUEST_BYTES']} bytes)"
+        response = error_response(message, exc.code or 500)
+        if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("unhandled error", extra={"request_id": request.environ.get("ai_app.request_id")})
+        return error_response("internal server error", 500)

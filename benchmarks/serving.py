@@ -1,0 +1,383 @@
+"""Serving benchmark: this service (ONNX, gunicorn) against MLServer (mlserver-sklearn, joblib) side by side.
+
+Both servers get the same trained models (app.training: iris logistic regression and a 50-tree random
+forest), the same number of worker processes, and the same load: wrk (a compiled generator, so it
+takes little of the CPU the servers need) sending Open Inference Protocol V2 JSON infer requests of
+one row over N keep-alive connections for a fixed time, loopback only. Also measured: onnxruntime
+called in-process (one thread), the ceiling for one worker.
+
+MLServer's pins conflict with this project's, so it runs from its own venv, created on first use.
+
+    python benchmarks/serving.py                       # print the table
+    python benchmarks/serving.py --write-docs          # also update "## Serving" in docs/benchmarks.md
+
+Needs: wrk (`apt-get install wrk`), the project venv with the `bench` extra, network access to PyPI
+the first time (MLServer's venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.training import TrainedModel, train_model  # noqa: E402
+
+MODELS = ("iris-logreg", "iris-forest")
+ROW = [5.1, 3.5, 1.4, 0.2]
+MLSERVER_VERSION = "1.7.1"
+# uvloop 0.22 removed the implicit event loop MLServer 1.7's inference workers rely on at start.
+MLSERVER_EXTRA_PINS = ("uvloop<0.22",)
+DOCS = REPO / "docs" / "benchmarks.md"
+NOTES = (
+    "Notes: wrk reports latency without coordinated-omission correction, the same for both servers. "
+    "Our p99 sits well above our p50 because gunicorn workers share one listening socket and keep-alive "
+    "connections stay with the worker that accepted them: with 16 connections the split is uneven (5/11 was "
+    "observed with `ss -tnp`), and requests on the busier worker wait longer; MLServer's single HTTP front "
+    "process has no such split. The `onnxruntime in-process` line is `session.run` on one row in a loop "
+    "(one thread, no HTTP, no JSON): the ceiling of one worker, showing that HTTP, JSON and Flask, not the "
+    "model, bound the served rate.",
+)
+SECTION = "## Serving"
+
+
+@dataclass
+class LoadResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode} before it was ready; log: {log}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server not ready after {timeout:.0f} s ({url}); log: {log}")
+
+
+@contextmanager
+def running(command: list[str], env: dict[str, str], ready_url: str, log: Path, cwd: Path) -> Iterator[None]:
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_ready(ready_url, process, log)
+        yield
+    finally:
+        # The whole session: MLServer's inference workers are its children.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def infer_body(outputs: list[str]) -> str:
+    return json.dumps(
+        {
+            "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW}],
+            "outputs": [{"name": name} for name in outputs],
+        },
+        separators=(",", ":"),
+    )
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def run_wrk(url: str, body: str, seconds: int, connections: int, threads: int, work_dir: Path) -> LoadResult:
+    script = work_dir / "post.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
+    )
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    requests_total = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return LoadResult(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        p50_ms=_ms(latency["50"]),
+        p99_ms=_ms(latency["99"]),
+        requests=requests_total,
+        errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
+    )
+
+
+def ensure_mlserver_venv(venv: Path) -> Path:
+    mlserver = venv / "bin" / "mlserver"
+    if mlserver.exists():
+        return mlserver
+    import sklearn
+
+    print(f"creating {venv} with mlserver {MLSERVER_VERSION} (one time)", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            f"mlserver=={MLSERVER_VERSION}",
+            f"mlserver-sklearn=={MLSERVER_VERSION}",
+            # The same scikit-learn that trained the joblib files, so MLServer unpickles them as written.
+            f"scikit-learn=={sklearn.__version__}",
+            *MLSERVER_EXTRA_PINS,
+        ],
+        check=True,
+    )
+    return mlserver
+
+
+def bench_ours(model: TrainedModel, args: argparse.Namespace, work_dir: Path, access_log: bool) -> LoadResult:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ACCESS_LOG": "true" if access_log else "false",
+        "PORT": str(port),
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": str(args.workers),
+        "MODEL_PATH": str(model.path),
+        "MODEL_SHA256": model.sha256,
+        "MODEL_NAME": model.name,
+        "MODEL_VERSION": model.version,
+        "PYTHONPATH": str(REPO),
+    }
+    url = f"http://127.0.0.1:{port}"
+    log = work_dir / f"ours-{model.name}-{access_log}.log"  # written to a file, as a container runtime would
+    with running([sys.executable, "-m", "app", "serve"], env, f"{url}/v2/health/ready", log, REPO):
+        return load(f"{url}/v2/models/{model.name}/infer", infer_body(["label", "probabilities"]), args, work_dir)
+
+
+def bench_mlserver(model: TrainedModel, args: argparse.Namespace, work_dir: Path, mlserver: Path) -> LoadResult:
+    port = free_port()
+    models_dir = work_dir / f"mlserver-{model.name}"
+    model_dir = models_dir / model.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model.path.with_name("model.joblib"), model_dir / "model.joblib")
+    (models_dir / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "parallel_workers": args.workers,
+            }
+        )
+    )
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": model.name,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": model.version},
+            }
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    log = work_dir / f"mlserver-{model.name}.log"
+    with running(
+        [str(mlserver), "start", str(models_dir)],
+        dict(os.environ),
+        f"{url}/v2/models/{model.name}/ready",
+        log,
+        models_dir,
+    ):
+        # The same work as ours: the class and the class probabilities.
+        return load(f"{url}/v2/models/{model.name}/infer", infer_body(["predict", "predict_proba"]), args, work_dir)
+
+
+def load(url: str, body: str, args: argparse.Namespace, work_dir: Path) -> LoadResult:
+    run_wrk(url, body, args.warmup, args.connections, args.wrk_threads, work_dir)
+    return run_wrk(url, body, args.duration, args.connections, args.wrk_threads, work_dir)
+
+
+def bench_in_process(model: TrainedModel, seconds: float) -> float:
+    """onnxruntime session.run calls per second for one row, one thread, no HTTP: one worker's ceiling."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+    feeds = {"input": np.array([ROW], dtype=np.float32)}
+    names = ["label", "probabilities"]
+    for _ in range(1000):
+        session.run(names, feeds)
+    calls, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        for _ in range(1000):
+            session.run(names, feeds)
+        calls += 1000
+    return calls / elapsed
+
+
+def median(results: list[LoadResult]) -> LoadResult:
+    """Each figure's median over the rounds; errors are summed."""
+    return LoadResult(
+        requests_per_s=statistics.median(r.requests_per_s for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+    )
+
+
+def report(
+    rows: list[tuple[str, LoadResult, LoadResult, LoadResult, float]],
+    all_runs: dict[str, dict[str, list[LoadResult]]],
+    args: argparse.Namespace,
+    command: str,
+) -> str:
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}. "
+        f"Load: wrk, {args.connections} keep-alive connections, {args.wrk_threads} threads, "
+        f"{args.duration} s after a {args.warmup} s warm-up, {args.rounds} rounds alternating the servers "
+        "(figures are medians; errors are totals), loopback; each request is one V2 JSON infer of one "
+        "row (FP32 [1, 4]) asking for the class and the class probabilities. "
+        f"Both servers run {args.workers} worker processes (ours: gunicorn workers, `WEB_CONCURRENCY`; MLServer: "
+        f"`parallel_workers`, plus its HTTP front process). Ours serves the ONNX conversion with its default "
+        "settings (gthread, 2 threads per worker, one JSON access-log line per request), and once more with "
+        f"`ACCESS_LOG=false` (errors are still logged); MLServer {MLSERVER_VERSION} serves the same estimator's "
+        "joblib file through mlserver-sklearn. The load generator shares the machine's CPUs with the server "
+        "under test.",
+        "",
+        "| model | server | requests/s | p50 ms | p99 ms | errors | requests/s vs MLServer | p99 vs MLServer |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    for name, ours, quiet, theirs, in_process in rows:
+        speedup = ours.requests_per_s / theirs.requests_per_s
+        tail = ours.p99_ms / theirs.p99_ms
+        lines.append(
+            f"| {name} | ai-app | {ours.requests_per_s:,.0f} | {ours.p50_ms:.2f} | {ours.p99_ms:.2f} | "
+            f"{ours.errors} | {speedup:.2f}x | {tail:.2f}x |"
+        )
+        lines.append(
+            f"| {name} | ai-app, ACCESS_LOG=false | {quiet.requests_per_s:,.0f} | {quiet.p50_ms:.2f} | "
+            f"{quiet.p99_ms:.2f} | {quiet.errors} | {quiet.requests_per_s / theirs.requests_per_s:.2f}x | "
+            f"{quiet.p99_ms / theirs.p99_ms:.2f}x |"
+        )
+        lines.append(
+            f"| {name} | MLServer | {theirs.requests_per_s:,.0f} | {theirs.p50_ms:.2f} | "
+            f"{theirs.p99_ms:.2f} | {theirs.errors} | 1x | 1x |"
+        )
+        lines.append(f"| {name} | onnxruntime in-process, 1 thread | {in_process:,.0f} | | | | | |")
+        met = speedup >= 4 and tail <= 0.25 and ours.errors == 0
+        verdicts.append(
+            f"{name} (defaults): {speedup:.2f}x the requests/s, {tail:.2f}x the p99, {ours.errors} errors "
+            f"-> target (>= 4x, <= 0.25x, 0 errors) {'met' if met else 'NOT met'}"
+        )
+    lines += ["", *[f"- {v}" for v in verdicts], "", *NOTES, "", "Every round (requests/s / p99 ms):", ""]
+    labels = {"ours": "ai-app", "quiet": "ai-app, ACCESS_LOG=false", "theirs": "MLServer"}
+    for name, runs in all_runs.items():
+        for key, label in labels.items():
+            figures = ", ".join(f"{r.requests_per_s:,.0f} / {r.p99_ms:.1f}" for r in runs[key])
+            lines.append(f"- {name}, {label}: {figures}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path) -> None:
+    """Replace (or append) the "## Serving" section, leaving the other sections as they are."""
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text + "\n", current, count=1)
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(updated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each server; the table shows medians")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of load before each measured run")
+    parser.add_argument("--mlserver-venv", type=Path, default=REPO / ".venv-bench-mlserver")
+    parser.add_argument("--write-docs", action="store_true", help=f"update {SECTION} in docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    mlserver = ensure_mlserver_venv(args.mlserver_venv)
+    rows = []
+    all_runs: dict[str, dict[str, list[LoadResult]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work_dir = Path(tmp)
+        for name in args.models:
+            model = train_model(name, work_dir / "models", save_joblib=True)
+            runs: dict[str, list[LoadResult]] = {"ours": [], "quiet": [], "theirs": []}
+            # Rounds alternate the servers, so a burst of other load on the machine hits both sides.
+            for round_number in range(1, args.rounds + 1):
+                runs["ours"].append(bench_ours(model, args, work_dir, access_log=True))
+                runs["quiet"].append(bench_ours(model, args, work_dir, access_log=False))
+                runs["theirs"].append(bench_mlserver(model, args, work_dir, mlserver))
+                print(f"{name} round {round_number}: " + str({k: v[-1] for k, v in runs.items()}), file=sys.stderr)
+            in_process = bench_in_process(model, seconds=3)
+            rows.append((name, median(runs["ours"]), median(runs["quiet"]), median(runs["theirs"]), in_process))
+            all_runs[name] = runs
+    command = "python benchmarks/serving.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = report(rows, all_runs, args, command.strip())
+    print(text)
+    if args.write_docs:
+        write_section(text, DOCS)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
