@@ -16,24 +16,14 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
-from ruamel.yaml import YAML, YAMLError
+from bot.output import EnvbotError
+from bot.policy import DEFAULT_APP, Policy, load_policy
 
 
-def environment_dirs(promotion_file: Path) -> dict[str, PurePosixPath]:
+def environment_dirs(policy: Policy, app: str = DEFAULT_APP) -> dict[str, PurePosixPath]:
     """env name -> its directory relative to the repository root, in promotion order."""
-    try:
-        promotion = YAML(typ="safe").load(promotion_file.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as err:
-        raise SystemExit(f"{promotion_file}: {err}") from err
-    apps = promotion.get("apps") or {}
-    app = apps.get("ai-app") or next(iter(apps.values()), {})
-    pattern = app.get("values", "{env}/values.yaml")
-    dirs: dict[str, PurePosixPath] = {}
-    for index, env in enumerate(promotion.get("environments") or []):
-        if not isinstance(env, dict) or not env.get("name"):
-            raise SystemExit(f"{promotion_file}: environments[{index}]: missing name")
-        dirs[env["name"]] = PurePosixPath(pattern.format(env=env["name"])).parent
-    return dirs
+    chosen = policy.app(app)
+    return {env.name: PurePosixPath(policy.repo_path(chosen, env.name)).parent for env in policy.environments}
 
 
 def changed_files(repo: Path, base: str, head: str) -> list[PurePosixPath]:
@@ -48,27 +38,31 @@ def changed_files(repo: Path, base: str, head: str) -> list[PurePosixPath]:
 
 
 def changed_environments(repo: Path, base: str, head: str = "HEAD") -> list[str]:
-    dirs = environment_dirs(repo / "promotion.yaml")
+    policy = _policy(repo)
+    dirs = environment_dirs(policy)
     files = changed_files(repo, base, head)
-    if PurePosixPath("promotion.yaml") in files:
+    if PurePosixPath(policy.file.relative_to(repo).as_posix()) in files:
         return list(dirs)
     return [name for name, directory in dirs.items() if any(directory in f.parents for f in files)]
 
 
 def render_details(repo: Path, names: list[str]) -> list[str]:
-    promotion = YAML(typ="safe").load((repo / "promotion.yaml").read_text(encoding="utf-8"))
-    apps = promotion.get("apps") or {}
-    app = apps.get("ai-app") or next(iter(apps.values()), {})
-    chart = app.get("chart") or {}
-    if "path" in chart:
-        chart_ref = str(repo / chart["path"])
-    elif "repo" in chart and "name" in chart:
-        chart_ref = f"{chart['repo']}/{chart['name']}"
+    policy = _policy(repo)
+    app = policy.app(DEFAULT_APP)
+    if app.chart.path:
+        chart_ref = str(policy.root / app.chart.path)
+    elif app.chart.repo and app.chart.name:
+        chart_ref = f"{app.chart.repo}/{app.chart.name}"
     else:
-        raise SystemExit(f"{repo / 'promotion.yaml'}: apps chart needs path, or repo and name")
-    namespaces = {env["name"]: env.get("namespace", env["name"]) for env in promotion["environments"]}
-    pattern = app.get("values", "{env}/values.yaml")
-    return [f"{name} {namespaces[name]} {repo / pattern.format(env=name)} {chart_ref}" for name in names]
+        raise SystemExit(f"{policy.file}: apps.{app.name}.chart needs path, or repo and name")
+    return [f"{name} {policy.env(name).namespace} {policy.values_file(app, name)} {chart_ref}" for name in names]
+
+
+def _policy(repo: Path) -> Policy:
+    try:
+        return load_policy(repo)
+    except EnvbotError as err:
+        raise SystemExit(f"{repo}: {err}") from err
 
 
 def main(argv: list[str] | None = None) -> int:

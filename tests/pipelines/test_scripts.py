@@ -87,6 +87,29 @@ def test_changed_environments_details_are_helm_template_arguments(env_repo: Path
     ]
 
 
+def test_changed_environments_in_the_nested_layout(tmp_path: Path) -> None:
+    # The environments repo may keep everything under environments/ (as this repository does).
+    repo = tmp_path / "repo"
+    (repo / "environments").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.invalid")
+    git(repo, "config", "user.name", "t")
+    (repo / "environments" / "promotion.yaml").write_text(PROMOTION)
+    for env in ("dev", "staging"):
+        (repo / "environments" / env).mkdir()
+        (repo / "environments" / env / "values.yaml").write_text("image:\n  tag: a\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "init")
+    git(repo, "checkout", "-q", "-b", "change")
+    commit(repo, "environments/dev/values.yaml", "image:\n  tag: b\n")
+    assert changed_environments.changed_environments(repo, "main") == ["dev"]
+    commit(repo, "environments/promotion.yaml", PROMOTION + "# comment\n")
+    assert changed_environments.changed_environments(repo, "main") == ["dev", "staging"]
+    details = changed_environments.render_details(repo, ["dev"])
+    values, chart = repo / "environments/dev/values.yaml", repo / "environments/../charts/ai-app"
+    assert details == [f"dev ai-app-dev {values} {chart}"]
+
+
 def test_changed_environments_reports_an_unknown_base(env_repo: Path) -> None:
     with pytest.raises(SystemExit, match=r"git diff no-such-branch\.\.\.HEAD"):
         changed_environments.changed_environments(env_repo, "no-such-branch")
