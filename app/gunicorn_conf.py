@@ -7,7 +7,9 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger
 from gunicorn.workers.base import Worker
+from gunicorn.workers.gthread import ThreadWorker
 
 from app.config import Settings
 from app.logs import logging_config
@@ -20,7 +22,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "workers": settings.WEB_CONCURRENCY,
         # gthread keeps client connections alive (sync workers close each one) and lets a worker
         # overlap request parsing with inference; onnxruntime releases the GIL while it runs.
-        "worker_class": "gthread",
+        # This subclass only changes when a worker accepts (see IdleAcceptThreadWorker).
+        "worker_class": IdleAcceptThreadWorker,
         "threads": settings.WEB_THREADS,
         # The app (and model) is built before fork: one load, pages shared copy-on-write.
         "preload_app": True,
@@ -29,6 +32,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "graceful_timeout": settings.GRACEFUL_TIMEOUT,
         "keepalive": settings.KEEPALIVE,
         "accesslog": None,
+        "logger_class": AppLogsRequestsLogger,
         "errorlog": "-",
         "loglevel": settings.LOG_LEVEL.lower(),
         "logconfig_dict": logging_config(settings.LOG_LEVEL),
@@ -40,6 +44,47 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "post_fork": post_fork,
         "child_exit": child_exit,
     }
+
+
+class AppLogsRequestsLogger(Logger):
+    """Gunicorn's logger without its access log: the app logs each request, with its request id.
+
+    With logconfig_dict set, stock gunicorn builds every request's access-log fields (time strings,
+    header scans) before the CRITICAL level of gunicorn.access drops the line.
+    """
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        return None
+
+
+class IdleAcceptThreadWorker(ThreadWorker):
+    """gthread, accepting new connections only while one of its threads is free.
+
+    Workers share one listening socket and a keep-alive connection stays with the worker that
+    accepted it. Stock gthread accepts whenever it holds fewer than worker_connections, so a burst
+    of connects (a client pool opening, a load balancer's upstream pool) lands on whichever worker
+    wakes first: 16 connections were split 14/2 and 16/0, and requests on the crowded worker queue
+    behind each other while the other idles. Accepting only with a free thread sends new
+    connections to the worker that can serve them now. Nothing is refused or capped: a connection
+    waits in the kernel's backlog for the first free thread, where it would otherwise have waited
+    in a busy worker's queue, and idle keep-alive connections do not hold a thread.
+    """
+
+    in_flight = 0  # requests submitted to the thread pool and not finished; main thread only
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled and self.in_flight < self.cfg.threads)
+
+    def enqueue_req(self, conn: Any) -> None:
+        self.in_flight += 1
+        super().enqueue_req(conn)
+        if self.in_flight >= self.cfg.threads:
+            self.set_accept_enabled(False)
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        self.in_flight -= 1
+        super().finish_request(conn, fs)  # may enqueue the connection's next request
+        self.set_accept_enabled(self.alive and self.nr_conns < self.worker_connections)
 
 
 def post_fork(server: Arbiter, worker: Worker) -> None:

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 # LogRecord attributes that are not user fields passed with `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -21,8 +23,9 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        # Built once: json.dumps with options constructs an encoder per call (the access log is hot).
-        self._encode = json.JSONEncoder(default=str, separators=(",", ":"), ensure_ascii=False).encode
+        # orjson for the hot access log; the stdlib encoder (built once) takes what orjson refuses
+        # (integers beyond 64 bits, say), so a field's value never costs the line.
+        self._fallback_encode = json.JSONEncoder(default=str, separators=(",", ":"), ensure_ascii=False).encode
         self._second = -1
         self._second_text = ""
 
@@ -49,7 +52,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return self._encode(entry)
+        try:
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:
+            return self._fallback_encode(entry)
 
 
 def logging_config(level: str) -> dict[str, Any]:

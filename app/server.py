@@ -17,8 +17,8 @@ from app.config import load_settings
 from app.metrics import Metrics
 from app.model import OnnxModel
 from app.state import ServiceState
+from app.v2 import InferRoute, error_response
 from app.v2 import create_blueprint as create_v2_blueprint
-from app.v2 import error_response
 
 logger = logging.getLogger("app.server")
 access_logger = logging.getLogger("app.access")
@@ -166,7 +166,9 @@ class RequestObserver:
 
 def _register_hooks(app: Flask) -> None:
     state: ServiceState = app.extensions["ai_app"]
-    app.wsgi_app = RequestObserver(app.wsgi_app, state.metrics, app.config["ACCESS_LOG"])  # type: ignore[method-assign]
+    app.wsgi_app = RequestObserver(  # type: ignore[method-assign]
+        InferRoute(app.wsgi_app, state), state.metrics, app.config["ACCESS_LOG"]
+    )
 
     @app.url_value_preprocessor
     def _record_route(endpoint: str | None, values: dict[str, Any] | None) -> None:

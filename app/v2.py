@@ -2,23 +2,29 @@
 
 Spec: https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol
 Usage, including how classifier labels and probabilities appear: docs/inference-api.md.
-Request and response bodies are parsed and built by hand (stdlib json + numpy) because this is the
-hot path: no schema library, no per-request objects beyond the tensors themselves.
+Request and response bodies are parsed and built by hand (orjson + numpy) because this is the hot
+path: no schema library, no per-request objects beyond the tensors themselves. For the same reason
+the infer route is a small WSGI layer in front of Flask (InferRoute); every other route is Flask's.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import re
 import struct
 import time
 import zlib
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, request
+import orjson
+from flask import Blueprint, Response, current_app
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 from app.model import OnnxModel
 from app.state import ServiceState
@@ -28,7 +34,12 @@ logger = logging.getLogger("app.v2")
 _HEADER_LENGTH = "Inference-Header-Content-Length"
 _JSON = "application/json"
 _OCTET_STREAM = "application/octet-stream"
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# The route templates label metrics and logs, the same strings Flask's url rules would give.
+INFER_ROUTE = "/v2/models/<name>/infer"
+INFER_VERSION_ROUTE = "/v2/models/<name>/versions/<version>/infer"
+# Flask's default <name> converter: one path segment.
+_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 # V2 datatype -> numpy dtype in the wire byte order (little endian).
 _DATATYPES: dict[str, np.dtype] = {
@@ -62,11 +73,11 @@ class V2Error(Exception):
 
 
 def error_response(message: str, status: int) -> Response:
-    return Response(_encode_json({"error": message}), status=status, mimetype=_JSON)
+    return Response(orjson.dumps({"error": message}), status=status, mimetype=_JSON)
 
 
 def _json_response(payload: dict[str, Any], status: int = 200) -> Response:
-    return Response(_encode_json(payload), status=status, mimetype=_JSON)
+    return Response(orjson.dumps(payload), status=status, mimetype=_JSON)
 
 
 def _loaded_model(state: ServiceState) -> OnnxModel:
@@ -104,7 +115,11 @@ def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
         if len(body) != size:
             raise V2Error(f"request body has {len(body)} bytes, Content-Length says {size}")
     else:
-        body = request.get_data(cache=False)
+        # Chunked (or unsized) bodies: Werkzeug's stream reads to the end, bounded by max_bytes.
+        try:
+            body = get_input_stream(environ, max_content_length=max_bytes).read()
+        except RequestEntityTooLarge:
+            raise V2Error(f"request body exceeds MAX_REQUEST_BYTES ({max_bytes} bytes)", 413) from None
     encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if not encoding or encoding == "identity":
         return body
@@ -138,8 +153,8 @@ def _split_body(environ: dict[str, Any], body: bytes) -> tuple[dict[str, Any], m
         binary = memoryview(body)[length:]
         body = body[:length]
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise V2Error(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise V2Error("request body must be a JSON object with an 'inputs' list")
@@ -356,7 +371,8 @@ def _infer_response(
     names: list[str],
     binary_flags: list[bool],
     results: list[np.ndarray],
-) -> Response:
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """The response body and its headers."""
     outputs = []
     binary_parts = []
     for name, as_binary, array in zip(names, binary_flags, results, strict=True):
@@ -374,19 +390,19 @@ def _infer_response(
     if request_id is not None:
         response["id"] = request_id
     response["outputs"] = outputs
-    body = _encode_json(response).encode("utf-8")
+    body = orjson.dumps(response)
     if not binary_parts:
-        return Response(body, mimetype=_JSON)
-    result = Response(b"".join([body, *binary_parts]), mimetype=_OCTET_STREAM)
-    result.headers[_HEADER_LENGTH] = str(len(body))
-    return result
+        return body, [("Content-Type", _JSON), ("Content-Length", str(len(body)))]
+    full = b"".join([body, *binary_parts])
+    headers = [("Content-Type", _OCTET_STREAM), ("Content-Length", str(len(full))), (_HEADER_LENGTH, str(len(body)))]
+    return full, headers
 
 
 # --- routes ------------------------------------------------------------------------------------
 
 
 def create_blueprint(state: ServiceState) -> Blueprint:
-    """The V2 routes of one app, bound to that app's state (model, metrics)."""
+    """The V2 routes of one app but infer (InferRoute serves that), bound to the app's state."""
     v2 = Blueprint("v2", __name__, url_prefix="/v2")
 
     @v2.errorhandler(V2Error)
@@ -420,32 +436,75 @@ def create_blueprint(state: ServiceState) -> Blueprint:
         model = _find_model(state, name, version)
         return _json_response({"name": model.name, "ready": True})
 
-    @v2.post("/models/<name>/infer")
-    @v2.post("/models/<name>/versions/<version>/infer")
-    def infer(name: str, version: str | None = None) -> Response:
-        model = _find_model(state, name, version)
-        environ = request.environ
-        _check_content_type(environ)
-        payload, binary = _split_body(environ, _read_body(environ, state.max_request_bytes))
-        feeds = _decode_inputs(model, payload, binary)
-        names, binary_flags = _requested_outputs(model, payload)
-        metrics = state.metrics
-        metrics.inferences_in_progress.inc()
-        started = time.perf_counter()
-        try:
-            results = model.run(feeds, names)
-        except (InvalidArgument, RuntimeException, Fail) as exc:
-            # The inputs passed every check against the model's metadata, so what is left is data the
-            # graph cannot take (inconsistent batch sizes, out-of-range indices): the caller's to fix.
-            metrics.inference_failures.inc()
-            logger.warning("inference failed", extra={"error": str(exc), "model": model.name})
-            raise V2Error(f"the model could not run on these inputs: {exc}") from None
-        except Exception:
-            metrics.inference_failures.inc()
-            raise
-        finally:
-            metrics.inference_duration.observe(time.perf_counter() - started)
-            metrics.inferences_in_progress.dec()
-        return _infer_response(model, payload, names, binary_flags, results)
-
     return v2
+
+
+def infer(
+    state: ServiceState, environ: dict[str, Any], name: str, version: str | None
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """Run one infer request; returns the 200 response's body and headers, raises V2Error for bad ones."""
+    model = _find_model(state, name, version)
+    _check_content_type(environ)
+    payload, binary = _split_body(environ, _read_body(environ, state.max_request_bytes))
+    feeds = _decode_inputs(model, payload, binary)
+    names, binary_flags = _requested_outputs(model, payload)
+    metrics = state.metrics
+    metrics.inferences_in_progress.inc()
+    started = time.perf_counter()
+    try:
+        results = model.run(feeds, names)
+    except (InvalidArgument, RuntimeException, Fail) as exc:
+        # The inputs passed every check against the model's metadata, so what is left is data the
+        # graph cannot take (inconsistent batch sizes, out-of-range indices): the caller's to fix.
+        metrics.inference_failures.inc()
+        logger.warning("inference failed", extra={"error": str(exc), "model": model.name})
+        raise V2Error(f"the model could not run on these inputs: {exc}") from None
+    except Exception:
+        metrics.inference_failures.inc()
+        raise
+    finally:
+        metrics.inference_duration.observe(time.perf_counter() - started)
+        metrics.inferences_in_progress.dec()
+    return _infer_response(model, payload, names, binary_flags, results)
+
+
+class InferRoute:
+    """WSGI layer serving POST /v2/models/<name>[/versions/<version>]/infer; other paths go to Flask.
+
+    The infer route is the service's hot path, and Flask's per-request machinery (contexts, URL
+    map, request and response objects, hooks) cost more CPU than decoding, running and encoding a
+    small request. Semantics match the Flask routes': the route template in environ for metrics
+    and logs, JSON errors, 405 with Allow for other methods, 500 (logged) for unexpected errors.
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], state: ServiceState) -> None:
+        self.wsgi_app = wsgi_app
+        self.state = state
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = _INFER_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None:
+            return self.wsgi_app(environ, start_response)
+        name, version = match.groups()
+        environ["ai_app.route"] = INFER_ROUTE if version is None else INFER_VERSION_ROUTE
+        headers: list[tuple[str, str]] = []
+        if environ.get("REQUEST_METHOD") != "POST":
+            status, body = 405, orjson.dumps({"error": "The method is not allowed for the requested URL."})
+            headers.append(("Allow", "POST"))
+        else:
+            try:
+                # PATH_INFO holds the raw bytes as latin-1 (PEP 3333); names are UTF-8, as Werkzeug reads them.
+                if not name.isascii() or (version is not None and not version.isascii()):
+                    name = name.encode("latin-1").decode("utf-8", "replace")
+                    version = version.encode("latin-1").decode("utf-8", "replace") if version else version
+                body, headers = infer(self.state, environ, name, version)
+                status = 200
+            except V2Error as exc:
+                status, body = exc.status, orjson.dumps({"error": exc.message})
+            except Exception:
+                logger.exception("unhandled error", extra={"request_id": environ.get("ai_app.request_id")})
+                status, body = 500, orjson.dumps({"error": "internal server error"})
+        if status != 200:
+            headers += [("Content-Type", _JSON), ("Content-Length", str(len(body)))]
+        start_response(_STATUS_LINES[status], headers)
+        return [body]

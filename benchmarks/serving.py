@@ -48,12 +48,14 @@ MLSERVER_EXTRA_PINS = ("uvloop<0.22",)
 DOCS = REPO / "docs" / "benchmarks.md"
 NOTES = (
     "Notes: wrk reports latency without coordinated-omission correction, the same for both servers. "
-    "Our p99 sits well above our p50 because gunicorn workers share one listening socket and keep-alive "
-    "connections stay with the worker that accepted them: with 16 connections the split is uneven (5/11 was "
-    "observed with `ss -tnp`), and requests on the busier worker wait longer; MLServer's single HTTP front "
-    "process has no such split. The `onnxruntime in-process` line is `session.run` on one row in a loop "
-    "(one thread, no HTTP, no JSON): the ceiling of one worker, showing that HTTP, JSON and Flask, not the "
-    "model, bound the served rate.",
+    "Our gunicorn workers share one listening socket and a keep-alive connection stays with the worker that "
+    "accepted it; our worker class accepts only while it has a free thread (`IdleAcceptThreadWorker` in "
+    "app/gunicorn_conf.py), so the 16 connections split about evenly between the two workers (8/8 and 9/7 seen "
+    "with `ss -tnp`; stock gthread split them 14/2, 16/0 and 5/11, and the crowded worker set the p99). The infer "
+    "route is served by a small WSGI layer in front of Flask (app/v2.py `InferRoute`) with orjson; the other "
+    "routes are Flask's. MLServer's single HTTP front process has no such split. The `onnxruntime in-process` "
+    "line is `session.run` on one row in a loop (one thread, no HTTP, no JSON): the ceiling of one worker, "
+    "showing that HTTP and JSON handling, not the model, bound the served rate.",
 )
 SECTION = "## Serving"
 
@@ -287,7 +289,8 @@ def report(
         "row (FP32 [1, 4]) asking for the class and the class probabilities. "
         f"Both servers run {args.workers} worker processes (ours: gunicorn workers, `WEB_CONCURRENCY`; MLServer: "
         f"`parallel_workers`, plus its HTTP front process). Ours serves the ONNX conversion with its default "
-        "settings (gthread, 2 threads per worker, one JSON access-log line per request), and once more with "
+        "settings (gunicorn gthread accepting only with a free thread, 2 threads per worker, one JSON "
+        "access-log line per request), and once more with "
         f"`ACCESS_LOG=false` (errors are still logged); MLServer {MLSERVER_VERSION} serves the same estimator's "
         "joblib file through mlserver-sklearn. The load generator shares the machine's CPUs with the server "
         "under test.",

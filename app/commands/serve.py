@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -74,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
         except ModelError as exc:
             logger.error(str(exc))
             return 1
+        # Everything built so far (modules, the app, the model) lives as long as the process. Frozen,
+        # the cyclic collector no longer walks it: full collections in a loaded worker took ~20 ms
+        # (a latency spike for every request queued behind them) and now take well under 1 ms, and
+        # collections no longer write to these pages, which stay shared between the forked workers.
+        gc.collect()
+        gc.freeze()
         try:
             InferenceServer(app, gunicorn_options(settings)).run()
         except SystemExit as exc:

@@ -323,6 +323,53 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_busy_worker_leaves_new_connections_to_an_idle_one(tmp_path: Path) -> None:
+    # One thread per worker: while a worker runs the slow request it must not accept, so every new
+    # connection meanwhile is served by the other worker instead of queueing behind the slow one.
+    model = build_slow_model(tmp_path / "slow.onnx")
+    server = start_server(server_env(model, tmp_path, MODEL_NAME="slow", WEB_THREADS="1"), tmp_path)
+    try:
+        url = f"{server.url}/v2/models/slow/infer"
+
+        def body(iterations: int) -> dict[str, object]:
+            return {
+                "inputs": [
+                    {"name": "x", "shape": [64, 256], "datatype": "FP32", "data": [1.0] * (64 * 256)},
+                    {"name": "iterations", "shape": [1], "datatype": "INT64", "data": [iterations]},
+                ],
+                "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+            }
+
+        slow = threading.Thread(
+            target=lambda: requests.post(url, json=body(10000), headers={"X-Request-ID": "slow"}, timeout=300)
+        )
+        slow.start()
+        in_progress_key = ("ai_app_model_inferences_in_progress", frozenset({"model": "slow", "version": "1"}.items()))
+        deadline = time.monotonic() + 60
+        while scrape(server).get(in_progress_key, 0.0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for index in range(6):  # each on a new connection
+            response = requests.post(url, json=body(1), headers={"X-Request-ID": f"quick-{index}"}, timeout=60)
+            assert response.status_code == 200
+        # The premise: the slow request was still running while the quick ones were served.
+        assert scrape(server)[in_progress_key] == 1
+        slow.join(timeout=300)
+        pids = {str(e.get("request_id")): e["pid"] for e in server.log_entries() if e.get("route")}
+        assert {pids[f"quick-{index}"] for index in range(6)} == worker_pids(server) - {pids["slow"]}
+    finally:
+        server.stop(timeout=120)
+
+
+def test_chunked_request_bodies_are_read(server: Server) -> None:
+    payload = json.dumps(INFER_BODY).encode()
+    chunks = iter([payload[:10], payload[10:]])  # a generator body: requests sends it chunked
+    response = requests.post(
+        f"{server.url}/v2/models/iris/infer", data=chunks, headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == [0]
+
+
 def test_sha256_mismatch_exits_non_zero_naming_both_digests(
     trained_models: dict[str, TrainedModel], tmp_path: Path
 ) -> None:

@@ -420,6 +420,14 @@ def test_unknown_routes_and_methods_get_json_errors(
     assert isinstance(response.json["error"], str)
 
 
+def test_infer_with_another_method_names_the_allowed_one(logreg_client: FlaskClient) -> None:
+    for path in ("/v2/models/iris-logreg/infer", "/v2/models/iris-logreg/versions/1/infer"):
+        response = logreg_client.put(path, json={})
+        assert response.status_code == 405
+        assert response.headers["Allow"] == "POST"
+        assert response.json["error"]
+
+
 def test_binary_bytes_input_length_prefix_is_validated(logreg_client: FlaskClient) -> None:
     # A BYTES tensor sent to an FP32 input is a datatype error before any binary parsing.
     header = {"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 3}}]}
