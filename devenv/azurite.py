@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devenv import REPO_ROOT
-from devenv.process import BackgroundProcess, ServiceError, free_port, port_open
+from devenv.process import BackgroundProcess, LocalService, ServiceError, free_port, port_open
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's published development account key (not a secret; the same in every Azurite).
@@ -15,7 +15,7 @@ BINARY = REPO_ROOT / "devenv" / "node_modules" / ".bin" / "azurite-blob"
 
 
 @dataclass
-class Azurite:
+class Azurite(LocalService):
     port: int
     process: BackgroundProcess = field(repr=False)
 
@@ -30,14 +30,6 @@ class Azurite:
             f"BlobEndpoint={self.blob_endpoint};"
         )
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def __enter__(self) -> Azurite:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start(state_dir: Path, port: int | None = None) -> Azurite:

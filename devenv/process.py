@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 
 class ServiceError(RuntimeError):
@@ -76,3 +77,19 @@ class BackgroundProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+class LocalService:
+    """A started local service: stop() ends its process; usable as a context manager."""
+
+    process: BackgroundProcess
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

@@ -13,12 +13,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv.process import BackgroundProcess, ServiceError, free_port
+from devenv.process import BackgroundProcess, LocalService, ServiceError, free_port
 from devenv.tls import make_server_certificate
 
 
 @dataclass
-class Registry:
+class Registry(LocalService):
     port: int
     ca_file: Path
     process: BackgroundProcess = field(repr=False)
@@ -46,14 +46,6 @@ class Registry:
         with urllib.request.urlopen(f"{self.url}/v2/{repository}/tags/list", context=self.ssl_context()) as resp:
             return json.load(resp).get("tags") or []
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def __enter__(self) -> Registry:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start(state_dir: Path, port: int | None = None) -> Registry:

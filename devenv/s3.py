@@ -7,11 +7,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv.process import BackgroundProcess, ServiceError, free_port, port_open
+from devenv.process import BackgroundProcess, LocalService, ServiceError, free_port, port_open
 
 
 @dataclass
-class MotoS3:
+class MotoS3(LocalService):
     port: int
     process: BackgroundProcess = field(repr=False)
 
@@ -29,14 +29,6 @@ class MotoS3:
             "AWS_ENDPOINT_URL": self.endpoint_url,
         }
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def __enter__(self) -> MotoS3:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start(state_dir: Path, port: int | None = None) -> MotoS3:
