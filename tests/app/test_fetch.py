@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import http.client
 import os
 import pty
@@ -9,7 +11,9 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -168,6 +172,23 @@ class FaultyProxy(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
+def _wait_until_read(sock: socket.socket, timeout: float = 10.0) -> None:
+    """Wait until the client has the bytes written so far, before the reset.
+
+    A reset discards what the client's kernel has received but the client has not read yet, so
+    resetting right after the write makes how much arrived a race. Wait until the send queue is
+    empty (everything acknowledged), then give the reading client a moment to drain its buffer.
+    """
+    unsent = array.array("i", [0])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, unsent)
+        if unsent[0] == 0:
+            break
+        time.sleep(0.005)
+    time.sleep(0.3)
+
+
 class _ProxyHandler(BaseHTTPRequestHandler):
     server: FaultyProxy
 
@@ -203,6 +224,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault == "reset":
             self.wfile.write(payload[: len(payload) // 2])
             self.wfile.flush()
+            _wait_until_read(self.connection)
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             self.close_connection = True
