@@ -72,8 +72,13 @@ class V2Error(Exception):
         self.status = status
 
 
+def error_body(message: str) -> bytes:
+    """The protocol's error body, {"error": message}, for Flask views and the WSGI infer route alike."""
+    return orjson.dumps({"error": message})
+
+
 def error_response(message: str, status: int) -> Response:
-    return Response(orjson.dumps({"error": message}), status=status, mimetype=_JSON)
+    return Response(error_body(message), status=status, mimetype=_JSON)
 
 
 def _json_response(payload: dict[str, Any], status: int = 200) -> Response:
@@ -489,7 +494,7 @@ class InferRoute:
         environ["ai_app.route"] = INFER_ROUTE if version is None else INFER_VERSION_ROUTE
         headers: list[tuple[str, str]] = []
         if environ.get("REQUEST_METHOD") != "POST":
-            status, body = 405, orjson.dumps({"error": "The method is not allowed for the requested URL."})
+            status, body = 405, error_body("The method is not allowed for the requested URL.")
             headers.append(("Allow", "POST"))
         else:
             try:
@@ -500,10 +505,10 @@ class InferRoute:
                 body, headers = infer(self.state, environ, name, version)
                 status = 200
             except V2Error as exc:
-                status, body = exc.status, orjson.dumps({"error": exc.message})
+                status, body = exc.status, error_body(exc.message)
             except Exception:
                 logger.exception("unhandled error", extra={"request_id": environ.get("ai_app.request_id")})
-                status, body = 500, orjson.dumps({"error": "internal server error"})
+                status, body = 500, error_body("internal server error")
         if status != 200:
             headers += [("Content-Type", _JSON), ("Content-Length", str(len(body)))]
         start_response(_STATUS_LINES[status], headers)

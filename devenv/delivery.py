@@ -54,6 +54,7 @@ class DeliveryRun:
     remote: Path | None = None
     models: dict[str, dict[str, str]] = field(default_factory=dict)
     image_ref: str = ""
+    revision: str = field(default_factory=lambda: _git_head())  # the source commit CI builds
     runner: StageRunner = field(default_factory=StageRunner)
     prediction: dict | None = None
 
@@ -137,7 +138,7 @@ class DeliveryRun:
                     "--dest", self.workdir / "ci-model")
 
     def ci_build_image(self) -> None:
-        revision = _git_head()
+        revision = self.revision
         image_id = build_app_image(
             f"{IMAGE_REPOSITORY}:{revision[:12]}",
             baseimage.ensure_base_image(),
@@ -152,7 +153,7 @@ class DeliveryRun:
 
     def ci_push_image(self) -> None:
         assert self.registry is not None
-        revision = _git_head()[:12]
+        revision = self.revision[:12]
         build_id = time.strftime("%Y%m%d.%H%M%S")
         target = f"{self.registry.host}/{IMAGE_REPOSITORY}"
         for tag in (revision, build_id):
