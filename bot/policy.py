@@ -85,9 +85,13 @@ class App:
     chart: ChartSource
     source: str | None = None    # source repository of the app, when image labels do not say
     argocd_application: str = "{app}-{env}"
+    chart_pin: str = "{env}/chart.yaml"   # each environment's chart pin (an OCIRepository), beside values
 
     def values_path(self, env: str) -> str:
         return self.values.format(env=env, app=self.name)
+
+    def chart_pin_path(self, env: str) -> str:
+        return self.chart_pin.format(env=env, app=self.name)
 
     def application(self, env: str) -> str:
         return self.argocd_application.format(env=env, app=self.name)
@@ -129,6 +133,14 @@ class Policy:
     def repo_path(self, app: App, env: str) -> str:
         """Path of the values file relative to the git root (what git log and trailers talk about)."""
         return str(PurePosixPath(self.prefix, app.values_path(env))) if self.prefix else app.values_path(env)
+
+    def chart_pin_repo_path(self, app: App, env: str) -> str:
+        """Path of the environment's chart pin file relative to the git root."""
+        return str(PurePosixPath(self.prefix, app.chart_pin_path(env))) if self.prefix else app.chart_pin_path(env)
+
+    def env_paths(self, app: App, env: str) -> list[str]:
+        """The files that make ENV's release: its values (image, model) and its chart pin."""
+        return [self.repo_path(app, env), self.chart_pin_repo_path(app, env)]
 
 
 def find_policy(root: Path) -> Path:
@@ -204,6 +216,7 @@ def load_policy(root: Path) -> Policy:
                               version=None if chart.get("version") is None else str(chart.get("version"))),
             source=spec.get("source"),
             argocd_application=str(spec.get("argocdApplication", "{app}-{env}")),
+            chart_pin=str(spec.get("chartPin", "{env}/chart.yaml")),
         )
     prefix = path.parent.relative_to(root).as_posix()
     return Policy(file=path, prefix="" if prefix == "." else prefix, environments=environments, apps=apps)

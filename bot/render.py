@@ -15,6 +15,7 @@ from ruamel.yaml.error import YAMLError
 
 from bot.output import EnvbotError
 from bot.policy import App, Policy
+from bot.values import ChartPin
 
 # GitHub caps a pull-request body at 65,536 characters, Azure Repos at 4,000 for the description shown
 # inline; the rendered diff gets what the rest of the description leaves, shared between resources.
@@ -35,7 +36,12 @@ def helm_binary() -> str:
     return binary
 
 
-def chart_args(policy: Policy, app: App) -> list[str]:
+def chart_args(policy: Policy, app: App, pin: ChartPin | None = None, display: str = "chart") -> list[str]:
+    """The chart to render: the environment's pinned OCI chart (by digest), else promotion.yaml's chart."""
+    if pin is not None and pin.repository:
+        from bot.charts import fetch_chart
+
+        return [str(fetch_chart(pin, display))]
     chart = app.chart
     if chart.path:
         path = (policy.root / chart.path).resolve()
@@ -51,12 +57,14 @@ def chart_args(policy: Policy, app: App) -> list[str]:
     raise EnvbotError(f"{policy.file.name}: apps.{app.name}.chart needs path, or repo and name")
 
 
-def render(policy: Policy, app: App, namespace: str, values_text: str, display: str) -> dict[str, str]:
-    """Resource key -> manifest text of the chart rendered with VALUES_TEXT."""
+def render(policy: Policy, app: App, namespace: str, values_text: str, display: str,
+           chart: ChartPin | None = None) -> dict[str, str]:
+    """Resource key -> manifest text of the chart (CHART, the environment's pin, when given) with VALUES_TEXT."""
+    chart_arguments = chart_args(policy, app, chart, display)
     with tempfile.TemporaryDirectory(prefix="envbot-render-") as tmp:
         values = Path(tmp) / "values.yaml"
         values.write_text(values_text)
-        cmd = [helm_binary(), "template", app.name, *chart_args(policy, app), "--namespace", namespace,
+        cmd = [helm_binary(), "template", app.name, *chart_arguments, "--namespace", namespace,
                "--values", str(values)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

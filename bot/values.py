@@ -19,6 +19,8 @@ from bot.output import EnvbotError
 
 IMAGE_KEYS = ("repository", "tag", "digest")
 MODEL_KEYS = ("source", "name", "version", "uri", "sha256")
+# The chart pin lives in the environment's chart file, a Flux OCIRepository: spec.url, spec.ref.{tag,digest}.
+CHART_KEYS = ("repository", "version", "digest")
 _PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./:@+-]+$")
 
 
@@ -47,12 +49,28 @@ class ModelPin:
 
 
 @dataclass(frozen=True)
+class ChartPin:
+    repository: str = ""         # oci://<registry>/<path>/<chart name>
+    version: str = ""            # the chart version, also its OCI tag
+    digest: str = ""             # the OCI manifest digest: what deploys
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.version}" + (f"@{self.digest}" if self.digest else "")
+
+    @property
+    def label(self) -> str:
+        return f"{self.repository}:{self.version}@{self.digest}" if self.digest else self.repository
+
+
+@dataclass(frozen=True)
 class ReleasePin:
     image: ImagePin
     model: ModelPin
+    chart: ChartPin = ChartPin()     # empty: the environment has no chart file (policy's chart is used)
 
     def as_dict(self) -> dict[str, dict[str, str]]:
-        return {"image": asdict(self.image), "model": asdict(self.model)}
+        return {"image": asdict(self.image), "model": asdict(self.model), "chart": asdict(self.chart)}
 
 
 def _load(text: str, display: str) -> Any:
@@ -193,4 +211,62 @@ def edit_pin_text(text: str, pin: ReleasePin, display: str) -> str:
     written = read_pin_text(text, display)
     if written.image != pin.image or (any(asdict(pin.model).values()) and written.model != pin.model):
         raise EnvbotError(f"{display}: editing the pin did not round-trip; refusing to write it")
+    return text
+
+
+# --- the chart pin: <env>/chart.yaml, a Flux OCIRepository whose spec.url/spec.ref envbot owns ----------
+
+_CHART_FIELDS = (("repository", ("spec",), "url"), ("version", ("spec", "ref"), "tag"),
+                 ("digest", ("spec", "ref"), "digest"))
+
+
+def _chart_mapping(doc: Any, keys: tuple[str, ...], display: str) -> Any:
+    node, where = doc, ""
+    for key in keys:
+        where = f"{where}.{key}" if where else key
+        child = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            line = f":{node.lc.key(key)[0] + 1}" if isinstance(node, dict) and key in node else ""
+            raise EnvbotError(f"{display}{line}: '{where}' must be a mapping (the chart pin is an OCIRepository "
+                              f"with spec.url and spec.ref.tag/digest)")
+        node = child
+    return node
+
+
+def read_chart_pin_text(text: str, display: str) -> ChartPin:
+    doc = _load(text, display)
+    if not isinstance(doc, dict):
+        raise EnvbotError(f"{display}:1: expected a mapping at the top level")
+    if doc.get("kind") != "OCIRepository":
+        raise EnvbotError(f"{display}: kind must be OCIRepository (the environment's chart pin), "
+                          f"not {doc.get('kind')!r}")
+    values = {}
+    for name, keys, key in _CHART_FIELDS:
+        mapping = _chart_mapping(doc, keys, display)
+        value = mapping.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            raise EnvbotError(f"{display}:{mapping.lc.key(key)[0] + 1}: {'.'.join(keys)}.{key} must be a scalar")
+        values[name] = "" if value is None else str(value)
+    return ChartPin(**values)
+
+
+def edit_chart_pin_text(text: str, chart: ChartPin, display: str) -> str:
+    """TEXT with spec.url, spec.ref.tag and spec.ref.digest set to CHART; every other byte unchanged."""
+    read_chart_pin_text(text, display)   # the shape is right before anything is edited
+    for name, keys, key in _CHART_FIELDS:
+        value = getattr(chart, name)
+        doc = _load(text, display)
+        mapping = _chart_mapping(doc, keys, display)
+        current = "" if mapping.get(key) is None else str(mapping.get(key))
+        if current == value and (key in mapping or not value):
+            continue
+        lines = text.splitlines(keepends=True)
+        where = ".".join(keys)
+        if key in mapping:
+            _replace_scalar(lines, mapping, key, value, display, where)
+        else:
+            _insert_key(lines, mapping, key, value, display, where)
+        text = "".join(lines)
+    if read_chart_pin_text(text, display) != chart:
+        raise EnvbotError(f"{display}: editing the chart pin did not round-trip; refusing to write it")
     return text

@@ -10,6 +10,7 @@ import argparse
 
 from bot.commands import session
 from bot.output import EnvbotError, emit
+from bot.pins import read_release
 from bot.render import diff_resources, format_diffs, render
 
 
@@ -29,8 +30,11 @@ def run(args: argparse.Namespace) -> int:
             text = s.workspace.show(sha, path)
             if text is None:
                 raise EnvbotError(f"{path} does not exist at {rev or 'HEAD'}")
-            # Each side renders in its own namespace: comparing environments shows their real differences.
-            rendered[side] = render(s.policy, s.app, env.namespace, text, f"{path}@{sha[:12]}")
+            pin = read_release(s.workspace, sha, s.policy, s.app, env.name)
+            # Each side renders in its own namespace with its own pinned chart: comparing environments
+            # shows their real differences, a chart change included.
+            rendered[side] = render(s.policy, s.app, env.namespace, text, f"{path}@{sha[:12]}",
+                                    pin.chart if pin else None)
         diffs = diff_resources(rendered[args.a], rendered[args.b], args.a, args.b)
         emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs]}, format_diffs(diffs))
     return 0

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
         path = s.policy.repo_path(s.app, env.name)
         entries = []
         # All parents: envbot's commits inside merged pull requests carry the trailers.
-        for commit in s.workspace.walk([path], first_parent=False):
+        for commit in s.workspace.walk(s.policy.env_paths(s.app, env.name), first_parent=False):
             t = commit.trailers
             if t and (t.get("Envbot-App", s.app.name) != s.app.name or t.get("Envbot-Env", env.name) != env.name):
                 continue
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
                 "commit": commit.sha, "when": datetime.fromtimestamp(commit.committed, UTC).isoformat(),
                 "by": f"{commit.author} <{commit.email}>", "action": t.get("Envbot-Action", "manual edit"),
                 "image": t.get("Envbot-Image", ""), "model": t.get("Envbot-Model", ""),
+                "chart": t.get("Envbot-Chart", ""),
                 "from": t.get("Envbot-From", ""), "override": t.get("Envbot-Override", ""),
                 "reverts": list(commit.multi_trailers.get("Envbot-Reverts", ())),
                 "subject": commit.subject,
@@ -44,9 +45,12 @@ def run(args: argparse.Namespace) -> int:
             if e["override"]:
                 notes.append(f"OVERRIDE: {e['override']}")
             image = e["image"].split("@")[-1].split(":")[-1][:12] if e["image"] else "-"
+            # oci://host/helm/ai-app:VERSION@sha256:... -> VERSION
+            chart = e["chart"].split("@")[0].rsplit(":", 1)[-1] if e["chart"] else "-"
             rows.append([e["when"][:16].replace("T", " "), e["commit"][:12], e["action"], e["by"].split(" <")[0],
-                         image, e["model"].split(" sha256:")[0] or "-", "; ".join(notes) or e["subject"][:60]])
+                         image, e["model"].split(" sha256:")[0] or "-", chart,
+                         "; ".join(notes) or e["subject"][:60]])
         text = f"{s.app.name} in {env.name} ({path})\n" + table(
-            ["WHEN", "COMMIT", "ACTION", "BY", "IMAGE", "MODEL", "NOTES"], rows)
+            ["WHEN", "COMMIT", "ACTION", "BY", "IMAGE", "MODEL", "CHART", "NOTES"], rows)
         emit(args.json, {"app": s.app.name, "env": env.name, "entries": entries}, text)
     return 0

@@ -1,4 +1,4 @@
-"""envbot promote SRC DST: copy SRC's image and model pin to the next environment DST, behind its gates.
+"""envbot promote SRC DST: copy SRC's image, model and chart pin to the next environment DST, behind its gates.
 
 Gates (all bypassed, and recorded as an Envbot-Override trailer, by --override-reason TEXT):
 order (DST follows SRC in promotion.yaml), soak (SRC's pin landed at least DST's `soak` ago, from git
@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
+from bot.charts import resolve_chart
 from bot.commands import report, session
 from bot.output import EnvbotError, info
-from bot.pins import pin_origin
+from bot.pins import pin_origin, read_release
 from bot.policy import format_duration
 from bot.registry import ImageRef, RegistryClient, parse_image_ref
 from bot.steps import Promotion, pin_release, run_steps
-from bot.values import read_pin_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
         src_text = s.workspace.show("HEAD", src_path)
         if src_text is None:
             raise EnvbotError(f"{src_path}: no values file for app {s.app.name} in {src.name}")
-        pin = read_pin_text(src_text, src_path)
+        pin = read_release(s.workspace, "HEAD", s.policy, s.app, src.name)
+        assert pin is not None
         if not pin.image.digest:
             raise EnvbotError(f"{src_path}: {src.name} pins no image digest; nothing to promote")
-        origin = pin_origin(s.workspace, src_path, pin)
+        origin = pin_origin(s.workspace, s.policy.env_paths(s.app, src.name), pin)
         if origin is None:
             raise EnvbotError(f"{src_path}: not in the history of {s.workspace.branch}")
         now = datetime.now(UTC)
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
         def image_still_there() -> None:
             registry.digest(ImageRef(image_ref.registry, image_ref.repository, digest=pin.image.digest))
+            if pin.chart.repository:
+                resolve_chart(pin.chart, registry, s.policy.chart_pin_repo_path(s.app, src.name))
 
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=dst, action="promote", identity=s.identity,

@@ -4,7 +4,8 @@ Without --to: the newest envbot update or promotion of ENV that is not reverted 
 twice walks back two releases). With --to REV: every such commit after REV, newest first, in one
 commit. Reverting rather than rewriting the pin as of REV keeps the hand edits people made to ENV's
 other settings meanwhile, and a conflict with them is reported instead of silently overwritten.
-The revert must touch only ENV's values file; a conflict stops with nothing committed or pushed.
+The revert must touch only ENV's release files (values and chart pin: the image, the model and the chart
+go back together); a conflict stops with nothing committed or pushed.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ def _release_commit(commit: CommitInfo, app: str, env: str) -> CommitInfo | None
                       and commit.trailers.get("Envbot-Env") == env) else None
 
 
-def commits_to_revert(ws: Workspace, path: str, app: str, env: str, to: str | None) -> list[str]:
+def commits_to_revert(ws: Workspace, paths: list[str], app: str, env: str, to: str | None) -> list[str]:
     stop = ws.resolve(to) if to else None
     if stop is not None and not ws.is_ancestor(stop, "HEAD"):
         raise EnvbotError(f"{to} is not in the history of {ws.branch}")
     reverted: set[str] = set()
     chosen: list[str] = []
-    for entry in ws.walk([path]):
+    for entry in ws.walk(paths):
         if stop is not None and ws.is_ancestor(entry.sha, stop):
             break
         # A pull request merged with a merge commit carries envbot's trailers on its second parent.
@@ -57,8 +58,8 @@ def commits_to_revert(ws: Workspace, path: str, app: str, env: str, to: str | No
 def run(args: argparse.Namespace) -> int:
     with session(args) as s:
         env = s.policy.env(args.env)
-        path = s.policy.repo_path(s.app, env.name)
-        shas = commits_to_revert(s.workspace, path, s.app.name, env.name, args.to)
+        paths = s.policy.env_paths(s.app, env.name)
+        shas = commits_to_revert(s.workspace, paths, s.app.name, env.name, args.to)
         if not shas:
             raise EnvbotError(f"no envbot update or promotion of {s.app.name} in {env.name} "
                               f"{'after ' + args.to if args.to else ''} left to roll back".replace("  ", " "))
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         def recompute(p: Promotion) -> None:
             # A replay on a newer tip re-chooses: another writer may have rolled back meanwhile.
             if p.attempts > 1:
-                p.revert_commits = commits_to_revert(p.workspace, path, s.app.name, env.name, args.to)
+                p.revert_commits = commits_to_revert(p.workspace, paths, s.app.name, env.name, args.to)
                 if not p.revert_commits:
                     raise EnvbotError(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
                 p.trailers = [("Envbot-Reverts", sha) for sha in p.revert_commits]

@@ -1,14 +1,15 @@
-"""envbot verify [ENV]: every pinned image digest is in its registry and every pinned model matches its sha256."""
+"""envbot verify [ENV]: pinned image and chart digests are in their registries, pinned models match their sha256."""
 
 from __future__ import annotations
 
 import argparse
 
+from bot.charts import resolve_chart
 from bot.commands import session
 from bot.models import check_model
 from bot.output import EnvbotError, emit, table
+from bot.pins import read_release
 from bot.registry import ImageRef, RegistryClient, parse_image_ref
-from bot.values import read_pin_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +24,12 @@ def run(args: argparse.Namespace) -> int:
         results = []
         for env in envs:
             path = s.policy.repo_path(s.app, env.name)
-            text = s.workspace.show("HEAD", path)
+            chart_path = s.policy.chart_pin_repo_path(s.app, env.name)
             checks: list[tuple[str, str]] = []
             try:
-                if text is None:
+                pin = read_release(s.workspace, "HEAD", s.policy, s.app, env.name)
+                if pin is None:
                     raise EnvbotError(f"{path}: no values file")
-                pin = read_pin_text(text, path)
             except EnvbotError as exc:
                 results.append({"env": env.name, "check": "values", "ok": False, "detail": str(exc)})
                 continue
@@ -47,8 +48,20 @@ def run(args: argparse.Namespace) -> int:
                     checks.append(("model", ""))
                 except EnvbotError as exc:
                     checks.append(("model", str(exc)))
+            if not pin.chart.repository:
+                checks.append(("chart", f"{chart_path}: no chart pin; {env.name} would render whatever chart "
+                                        f"promotion.yaml names"))
+            elif not pin.chart.digest:
+                checks.append(("chart", f"{chart_path}: spec.ref.digest is empty"))
+            else:
+                try:
+                    resolve_chart(pin.chart, registry, chart_path)
+                    checks.append(("chart", ""))
+                except EnvbotError as exc:
+                    checks.append(("chart", str(exc)))
+            subjects = {"image": pin.image.ref, "model": pin.model.uri, "chart": pin.chart.ref}
             for check, problem in checks:
-                subject = pin.image.ref if check == "image" else pin.model.uri
+                subject = subjects[check]
                 results.append({"env": env.name, "check": check, "ok": not problem,
                                 "detail": problem or f"{subject} ok"})
         failed = [r for r in results if not r["ok"]]

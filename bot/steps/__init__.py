@@ -36,7 +36,7 @@ class Promotion:
     pin: ReleasePin | None = None                    # edit_pins: the wanted pin
     revert_commits: list[str] = field(default_factory=list)   # revert: newest first
     subject: str = ""
-    trailers: list[tuple[str, str]] = field(default_factory=list)   # besides Action/App/Env/Image/Model
+    trailers: list[tuple[str, str]] = field(default_factory=list)   # besides Action/App/Env/Image/Model/Chart
     prechecks: list[Callable[[], None]] = field(default_factory=list)
     changelog: str = ""                              # markdown "Source changes" section
     render: bool = True                              # render the manifest diff for the description
@@ -55,6 +55,16 @@ class Promotion:
     @property
     def values_path(self) -> str:
         return self.policy.repo_path(self.app, self.env.name)
+
+    @property
+    def chart_path(self) -> str:
+        """The environment's chart pin file (it may not exist in a repo that does not pin charts)."""
+        return self.policy.chart_pin_repo_path(self.app, self.env.name)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every file of the environment's release pin."""
+        return self.policy.env_paths(self.app, self.env.name)
 
     @property
     def pr_branch(self) -> str:

@@ -1,4 +1,4 @@
-"""Validation of Argo CD resources against the CRDs kept in ../shared/schemas (beside the repo).
+"""Validation of Argo CD and Flux resources against the CRDs kept in ../shared/schemas (beside the repo).
 
 The CRD's openAPIV3Schema is a JSON Schema for the resource. Kubernetes prunes (or, with strict
 field validation, rejects) fields the schema does not declare; plain JSON Schema would ignore
@@ -23,6 +23,14 @@ ARGOCD_CRDS = {
     "ApplicationSet": "argocd/applicationset-crd.yaml",
     "AppProject": "argocd/appproject-crd.yaml",
 }
+FLUX_CRDS = {
+    ("source.toolkit.fluxcd.io/v1", "GitRepository"): "flux/source.toolkit.fluxcd.io_gitrepositories.yaml",
+    ("source.toolkit.fluxcd.io/v1", "OCIRepository"): "flux/source.toolkit.fluxcd.io_ocirepositories.yaml",
+    ("source.toolkit.fluxcd.io/v1", "HelmRepository"): "flux/source.toolkit.fluxcd.io_helmrepositories.yaml",
+    ("source.toolkit.fluxcd.io/v1", "HelmChart"): "flux/source.toolkit.fluxcd.io_helmcharts.yaml",
+    ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"): "flux/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"): "flux/helm.toolkit.fluxcd.io_helmreleases.yaml",
+}
 
 
 def _strict(schema: Any) -> Any:
@@ -38,12 +46,14 @@ def _strict(schema: Any) -> Any:
 
 
 @cache
-def crd_validator(kind: str) -> Draft7Validator:
-    path = SCHEMAS_DIR / ARGOCD_CRDS[kind]
+def crd_validator(kind: str, api_version: str = "argoproj.io/v1alpha1") -> Draft7Validator:
+    relative = ARGOCD_CRDS[kind] if api_version == "argoproj.io/v1alpha1" else FLUX_CRDS[(api_version, kind)]
+    path = SCHEMAS_DIR / relative
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the shared schemas must be checked out beside the repository")
     crd = YAML(typ="safe").load(path.read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
+    served = api_version.rpartition("/")[2]
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == served]
     return Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
 
 
@@ -70,6 +80,19 @@ def argocd_errors(document: dict[str, Any]) -> list[str]:
         return [*errors, f"kind: {kind!r} is not an Argo CD resource"]
     errors += _metadata_errors(document.get("metadata"))
     for error in sorted(crd_validator(kind).iter_errors(document), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path) or "(document)"
+        errors.append(f"{where}: {error.message}")
+    return errors
+
+
+def flux_errors(document: dict[str, Any]) -> list[str]:
+    """Every way the Flux resource breaks its CRD (strict: unknown fields are errors); empty when valid."""
+    key = (document.get("apiVersion"), document.get("kind"))
+    if key not in FLUX_CRDS:
+        return [f"{key[0]}/{key[1]}: not a Flux resource with a known CRD"]
+    errors = _metadata_errors(document.get("metadata"))
+    validator = crd_validator(str(key[1]), str(key[0]))
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(p) for p in error.absolute_path) or "(document)"
         errors.append(f"{where}: {error.message}")
     return errors
