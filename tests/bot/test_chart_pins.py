@@ -4,6 +4,7 @@ and show it, each side of a diff renders with its own pinned chart, in both repo
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from bot.values import ReleasePin, read_chart_pin_text
@@ -37,7 +38,8 @@ def test_a_chart_only_release_reaches_dev_and_prod_only_by_promotion(layout, ima
     prod_before = run_envbot("diff", "prod@HEAD", "prod", "--repo", remote, "--json", env=bot_env)
     assert json.loads(prod_before.stdout)["resources"] == []
     # CI: the commit changed only the chart; dev keeps its image and gets the new chart version.
-    proc = run_envbot("update", "dev", "--image", images["v2"].ref, "--chart", charts["2"].ref, "--repo", remote, "--json", env=bot_env)
+    proc = run_envbot("update", "dev", "--image", images["v2"].ref, "--chart", charts["2"].ref, "--repo", remote,
+                      "--json", env=bot_env)
     result = json.loads(proc.stdout)
     assert result["landed"] == "pushed"
     assert list(result["patches"]) == [f"{prefix}dev/chart.yaml"]
