@@ -2,8 +2,10 @@
 
 Usage: changed_environments.py --repo DIR --base REF [--head REF] [--details]
 With --details each line is "<env> <namespace> <values file> <chart>", paths relative to the
-repository's parent directory (the chart resolved as promotion.yaml says: a local path, or
-"<repo>/<name>" for an OCI chart), ready for `helm template`.
+repository's parent directory, ready for `helm template`. The chart is the one the environment
+pins (<env>/chart.yaml): its package pulled from the registry by digest (envbot's cache), so the
+pull request renders exactly what Argo CD or Flux would deploy. An environment without a chart
+pin falls back to promotion.yaml's chart (a local path, or "<repo>/<name>" for an OCI chart).
 An environment is changed when any file under its directory (the directory of its values file
 in promotion.yaml) differs between the merge base of BASE and HEAD, and HEAD. A change to
 promotion.yaml itself changes every environment.
@@ -46,16 +48,37 @@ def changed_environments(repo: Path, base: str, head: str = "HEAD") -> list[str]
     return [name for name, directory in dirs.items() if any(directory in f.parents for f in files)]
 
 
-def render_details(repo: Path, names: list[str]) -> list[str]:
-    policy = _policy(repo)
+def _policy_chart(policy: Policy) -> str:
     app = policy.app(DEFAULT_APP)
     if app.chart.path:
-        chart_ref = str(policy.root / app.chart.path)
-    elif app.chart.repo and app.chart.name:
-        chart_ref = f"{app.chart.repo}/{app.chart.name}"
-    else:
-        raise SystemExit(f"{policy.file}: apps.{app.name}.chart needs path, or repo and name")
-    return [f"{name} {policy.env(name).namespace} {policy.values_file(app, name)} {chart_ref}" for name in names]
+        return str(policy.root / app.chart.path)
+    if app.chart.repo and app.chart.name:
+        return f"{app.chart.repo}/{app.chart.name}"
+    raise SystemExit(f"{policy.file}: apps.{app.name}.chart needs path, or repo and name (or pin the chart in "
+                     f"each environment's chart.yaml)")
+
+
+def render_details(repo: Path, names: list[str]) -> list[str]:
+    from bot.charts import fetch_chart
+    from bot.pins import read_release_with
+
+    policy = _policy(repo)
+    app = policy.app(DEFAULT_APP)
+
+    def read(path: str) -> str | None:
+        file = repo / path
+        return file.read_text() if file.is_file() else None
+
+    lines = []
+    for name in names:
+        try:
+            pin = read_release_with(read, policy, app, name)
+            chart_path = policy.chart_pin_repo_path(app, name)
+            chart = str(fetch_chart(pin.chart, chart_path)) if pin and pin.chart.repository else _policy_chart(policy)
+        except EnvbotError as err:
+            raise SystemExit(f"{repo}: {err}") from err
+        lines.append(f"{name} {policy.env(name).namespace} {policy.values_file(app, name)} {chart}")
+    return lines
 
 
 def _policy(repo: Path) -> Policy:

@@ -11,12 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.charts import parse_chart_ref
 from bot.values import ChartPin, ImagePin, ModelPin, ReleasePin
 from tests.bot.envrepo import REPO_ROOT, EnvRepo, git, make_env_repo
-
-# The chart-only release of the tests: one pod annotation more in the Deployment template.
-CHART_CHANGE = 'ai-app.io/chart-change: "2"'
 
 
 @dataclass(frozen=True)
@@ -81,37 +77,6 @@ def images(oci_registry, base_image: str, source_repo: SourceRepo) -> dict[str, 
         })
         pushed[tag] = PushedImage(name, tag, digest, revision)
     return pushed
-
-
-@pytest.fixture(scope="session")
-def charts(oci_registry, helm_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ChartPin]:
-    """charts/ai-app pushed by CI's own script as build 1 (as committed) and build 2 (a template change only)."""
-    import shutil
-    import sys
-
-    sys.path.insert(0, str(REPO_ROOT / "pipelines" / "scripts"))
-    import publish_chart
-
-    changed = tmp_path_factory.mktemp("chart") / "ai-app"
-    shutil.copytree(REPO_ROOT / "charts" / "ai-app", changed)
-    deployment = changed / "templates" / "deployment.yaml"
-    deployment.write_text(with_pod_annotation(deployment.read_text()))
-    pushed = {}
-    for build, source in (("1", REPO_ROOT / "charts" / "ai-app"), ("2", changed)):
-        version = publish_chart.chart_version(source, build, f"{int(build):012x}abcdef")
-        ref = publish_chart.publish(source, f"oci://{oci_registry.host}/helm", version, str(oci_registry.ca_file),
-                                    helm_bin)
-        pushed[build] = parse_chart_ref(ref)
-        assert pushed[build].version == version and pushed[build].digest
-    return pushed
-
-
-def with_pod_annotation(deployment: str) -> str:
-    """The Deployment template with CHART_CHANGE as one more pod annotation (a chart-only change)."""
-    index = deployment.index("ai-app.io/model-sha256:")
-    line_start = deployment.rindex("\n", 0, index) + 1
-    indent = deployment[line_start:index]
-    return deployment[:line_start] + f"{indent}{CHART_CHANGE}\n" + deployment[line_start:]
 
 
 @dataclass(frozen=True)

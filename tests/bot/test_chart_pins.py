@@ -8,8 +8,9 @@ import json
 import pytest
 
 from bot.values import ReleasePin, read_chart_pin_text
-from tests.bot.conftest import CHART_CHANGE, release
+from tests.bot.conftest import release
 from tests.bot.envrepo import git, make_env_repo, policy_text, run_envbot
+from tests.fixtures.charts import CHART_CHANGE
 
 pytestmark = pytest.mark.docker
 

@@ -338,3 +338,30 @@ def test_pinned_image_reads_envbot_status(tmp_path: Path, capsys, monkeypatch) -
     assert capsys.readouterr().out == f"{dev['image']['repository']}@{dev['image']['digest']}\n"
     with pytest.raises(SystemExit, match="no environment 'qa'"):
         pinned_image.pinned_image(json.loads(status), "qa")
+
+
+@pytest.mark.docker
+def test_render_details_give_each_environment_its_pinned_chart(env_repo: Path, charts, oci_registry, helm_bin,
+                                                                monkeypatch, tmp_path: Path) -> None:
+    from bot.values import edit_chart_pin_text
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(oci_registry.ca_file))
+    monkeypatch.setenv("ENVBOT_HELM", helm_bin)
+    monkeypatch.setenv("ENVBOT_CACHE_DIR", str(tmp_path / "cache"))
+    template = (REPO_ROOT / "environments" / "dev" / "chart.yaml").read_text()
+    for env, build in (("dev", "2"), ("staging", "1")):
+        (env_repo / env / "chart.yaml").write_text(edit_chart_pin_text(template, charts[build], "chart.yaml"))
+    commit(env_repo, "dev/values.yaml", "image:\n  tag: b\n")
+    details = changed_environments.render_details(env_repo, ["dev", "staging"])
+    charts_used = {line.split()[0]: Path(line.split()[3]) for line in details}
+    # Each environment renders the package of the chart it pins, pulled by digest: not the repo's chart path.
+    assert charts_used["dev"].name == f"{charts['2'].digest.split(':')[1]}.tgz"
+    assert charts_used["staging"].name == f"{charts['1'].digest.split(':')[1]}.tgz"
+    rendered = subprocess.run([helm_bin, "template", "ai-app", str(charts_used["dev"]), "--set",
+                               "image.repository=r.example/ai-app", "--set", "image.tag=x"],
+                              capture_output=True, text=True, check=True).stdout
+    assert 'ai-app.io/chart-change: "2"' in rendered
+    (env_repo / "staging" / "chart.yaml").write_text(
+        (env_repo / "staging" / "chart.yaml").read_text().replace(charts["1"].digest, "sha256:" + "0" * 64))
+    with pytest.raises(SystemExit, match=r"staging/chart.yaml: cannot pull chart .*not found"):
+        changed_environments.render_details(env_repo, ["staging"])
