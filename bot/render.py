@@ -54,7 +54,8 @@ def chart_args(policy: Policy, app: App, pin: ChartPin | None = None, display: s
         if chart.repo.startswith("oci://"):
             return [f"{chart.repo.rstrip('/')}/{chart.name}", *version]
         return ["--repo", chart.repo, chart.name, *version]
-    raise EnvbotError(f"{policy.file.name}: apps.{app.name}.chart needs path, or repo and name")
+    raise EnvbotError(f"{display}: no chart pin for this environment, and {policy.file.name} names no chart "
+                      f"(apps.{app.name}.chart path, or repo and name)")
 
 
 def render(policy: Policy, app: App, namespace: str, values_text: str, display: str,

@@ -262,3 +262,17 @@ def test_notification_subscriptions_are_configured() -> None:
                 assert f"template.{template}" in notifications["templates"]
     recipients = YAML(typ="safe").load(notifications["notifiers"]["service.teams-workflows"])["recipientUrls"]
     assert set(annotations.values()) <= set(recipients)
+
+
+def test_on_deployed_fires_once_per_multi_source_revision_set() -> None:
+    from tests.environments.schemas import crd_validator
+
+    notifications = YAML(typ="safe").load(HELM_VALUES.read_text())["notifications"]
+    (definition,) = YAML(typ="safe").load(notifications["triggers"]["trigger.on-deployed"])
+    sources = one("ApplicationSet")["spec"]["template"]["spec"]
+    assert "sources" in sources and "source" not in sources   # multi-source Applications
+    # For multi-source Applications Argo CD fills syncResult.revisions (one per source), not .revision.
+    sync_result = crd_validator("Application").schema["properties"]["status"]["properties"]["operationState"][
+        "properties"]["syncResult"]["properties"]
+    assert sync_result["revisions"]["type"] == "array"
+    assert definition["oncePer"].replace("?", "") == "app.status.operationState.syncResult.revisions"
