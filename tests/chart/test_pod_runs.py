@@ -57,11 +57,11 @@ def infer_iris(port: int, model_name: str) -> dict[str, Any]:
     return call(f"http://127.0.0.1:{port}/v2/models/{model_name}/infer", {"inputs": inputs})
 
 
-def run_helm_test_pod(rendered: Rendered, images: dict[str, str], state_dir: Path) -> None:
-    """The chart's `helm test` Pod, with the Service name resolving to the pod on the host network."""
-    test_pod = rendered.one("Pod")
+def run_helm_test_pod(rendered: Rendered, images: dict[str, str], state_dir: Path, kind: str = "Pod") -> None:
+    """The chart's `helm test` Pod (or the smoke-check Job's pod), the Service name resolving to the app pod."""
+    test_pod = rendered.one(kind)
     service = rendered.one("Service")["metadata"]["name"]
-    pod = Pod(pod_spec_of(test_pod), state_dir, name="helm-test", images=images,
+    pod = Pod(pod_spec_of(test_pod), state_dir / kind, name=f"check-{kind.lower()}", images=images,
               hosts={f"{service}.{NAMESPACE}.svc": "127.0.0.1"})
     pod.start()
     try:
@@ -155,6 +155,7 @@ def test_image_mode_pod_verifies_the_baked_model_and_serves(
         result = infer_iris(port, model.name)
         assert result["outputs"]
         run_helm_test_pod(rendered, images, tmp_path)
+        run_helm_test_pod(rendered, images, tmp_path, kind="Job")   # the post-sync smoke check
 
 
 def test_image_mode_refuses_a_baked_model_with_another_digest(

@@ -154,3 +154,83 @@ seccompProfile:
 {{- define "ai-app.fetchedModelPath" -}}
 {{- printf "%s/model.onnx" (trimSuffix "/" .Values.model.mountPath) -}}
 {{- end -}}
+
+{{/* In-cluster URL of the Service (what the test pod and the smoke check call). */}}
+{{- define "ai-app.serviceURL" -}}
+{{- printf "http://%s.%s.svc:%v" (include "ai-app.fullname" .) .Release.Namespace .Values.service.port -}}
+{{- end -}}
+
+{{/*
+Pod spec of the inference check shared by the `helm test` pod and the post-sync smoke-check Job:
+wait for /v2/health/ready, then one V2 inference built from the model's own metadata (zeros of each
+input's datatype and shape). Call with (dict "root" $ "timeoutSeconds" N).
+*/}}
+{{- define "ai-app.inferenceCheckPodSpec" -}}
+restartPolicy: Never
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "ai-app.podSecurityContext" .root | nindent 2 }}
+containers:
+  - name: inference-check
+    # The app image itself (it has Python): no extra image to mirror, scan or pin.
+    image: {{ include "ai-app.image" .root }}
+    imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+    command:
+      - python
+      - -c
+      - |
+        import json, sys, time, urllib.request
+        base, model, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+        def call(path, body=None):
+            data = None if body is None else json.dumps(body).encode()
+            req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.load(resp)
+        while True:
+            try:
+                call("/v2/health/ready")
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    sys.exit(f"{base}/v2/health/ready not ready: {exc}")
+                time.sleep(2)
+        meta = call(f"/v2/models/{model}")
+        zero = {"BYTES": ""}
+        inputs = []
+        for spec in meta["inputs"]:
+            shape = [1 if dim < 0 else dim for dim in spec["shape"]]
+            count = 1
+            for dim in shape:
+                count *= dim
+            inputs.append({"name": spec["name"], "shape": shape, "datatype": spec["datatype"],
+                           "data": [zero.get(spec["datatype"], 0)] * count})
+        result = call(f"/v2/models/{model}/infer", {"inputs": inputs})
+        if not result.get("outputs"):
+            sys.exit(f"inference on {model} returned no outputs: {result}")
+        print(f"ready and inferred on {model}: outputs {[o['name'] for o in result['outputs']]}")
+    args:
+      - {{ include "ai-app.serviceURL" .root | quote }}
+      - {{ .root.Values.model.name | quote }}
+      - {{ .timeoutSeconds | quote }}
+    securityContext:
+      {{- include "ai-app.containerSecurityContext" .root | nindent 6 }}
+    resources:
+      requests:
+        cpu: 10m
+        memory: 32Mi
+      limits:
+        cpu: 200m
+        memory: 128Mi
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 16Mi
+{{- end -}}
