@@ -44,7 +44,7 @@ def test_promotions_went_through_pull_request_branches_with_rendered_diffs(deliv
     assert "pushed branch envbot/promote-ai-app-staging for review" in result.stdout
     assert "### Rendered manifests (helm template)" in result.stdout
     merges = _git(workdir / "environments.git", "log", "--merges", "--format=%an %s", "main").splitlines()
-    assert sum("envbot/promote-ai-app-prod" in m for m in merges) == 2
+    assert sum("envbot/promote-ai-app-prod" in m for m in merges) == 3   # release 1, chart-only, model v2
     assert all(m.startswith("Riley Reviewer") for m in merges)
 
 
