@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="update",
             identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=[tag_unchanged],
-            subject=f"envbot: update {s.app.name} in {env.name} to {tag or image.digest[:19]}",
+            subject=f"envbot: update {s.app.name} in {env.name} to {tag or image.digest[:19]}"
+                    + (f", chart {chart.version}" if chart is not None and chart != current.chart else ""),
             render=env.landing != "push" or args.dry_run,
         )
         run_steps(promotion, pin_release.steps(registry, args.source_repo))

@@ -1,4 +1,4 @@
-"""Step: `git revert` the chosen envbot commits (newest first) into the work tree, touching only ENV's file."""
+"""Step: `git revert` the chosen envbot commits (newest first) into the work tree, touching only ENV's release files."""
 
 from __future__ import annotations
 
