@@ -29,7 +29,7 @@ def checkov_report(helm_bin: str, tmp_path_factory: pytest.TempPathFactory) -> d
             (rendered / f"{case}.yaml").write_text(result.stdout)
     # Exactly these arguments: no --skip-check, no baseline, no soft-fail.
     proc = subprocess.run([checkov_binary(), "--directory", str(rendered), "--framework", "kubernetes",
-                           "--output", "json", "--quiet", "--compact"],
+                           "--output", "json"],
                           capture_output=True, text=True, timeout=900, check=False)
     report = json.loads(proc.stdout)
     return report[0] if isinstance(report, list) else report
