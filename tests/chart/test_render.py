@@ -231,19 +231,27 @@ def test_ingress(helm_bin: str) -> None:
     assert "Ingress" not in render(helm_bin).kinds()
 
 
+def network_policies(rendered: Rendered) -> tuple[dict, dict]:
+    """(the inference pods' policy, the check pods' policy)."""
+    by_name = {p["metadata"]["name"]: p for p in rendered.of_kind("NetworkPolicy")}
+    assert set(by_name) == {"ai-app", "ai-app-checks"}
+    return by_name["ai-app"], by_name["ai-app-checks"]
+
+
 def test_network_policy(helm_bin: str) -> None:
     rendered = render(helm_bin)
-    policy = rendered.one("NetworkPolicy")["spec"]
+    policy = network_policies(rendered)[0]["spec"]
     assert policy["podSelector"]["matchLabels"] == selector(rendered)
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     (ingress,) = policy["ingress"]
     namespaces = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                   for p in ingress["from"] if "namespaceSelector" in p]
     assert namespaces == ["app-routing-system", "monitoring"]
-    # The helm test pod (and only it) from the release namespace.
+    # The check pods (helm test pod, smoke-check Job) and only they from the release namespace.
     (test_peer,) = [p for p in ingress["from"] if "podSelector" in p]
-    test_pod = rendered.one("Pod")
-    assert test_peer["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items()
+    job_labels = rendered.one("Job")["spec"]["template"]["metadata"]["labels"]
+    for labels in (rendered.one("Pod")["metadata"]["labels"], job_labels):
+        assert test_peer["podSelector"]["matchLabels"].items() <= labels.items()
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
     dns, storage = policy["egress"]
     assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
@@ -251,11 +259,36 @@ def test_network_policy(helm_bin: str) -> None:
     assert storage["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]
 
 
+def test_check_pods_reach_only_dns_and_the_inference_pods(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"server": {"port": 8081}})
+    checks = network_policies(rendered)[1]["spec"]
+    assert checks["policyTypes"] == ["Ingress", "Egress"] and checks["ingress"] == []
+    dns, app = checks["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert app["to"] == [{"podSelector": {"matchLabels": selector(rendered)}}]
+    assert app["ports"] == [{"port": 8081, "protocol": "TCP"}]
+
+
+def test_smoke_check_job_is_a_post_sync_hook(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"model": {"name": "iris-forest"}, "smokeCheck": {"timeoutSeconds": 90}})
+    job = rendered.one("Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["argocd.argoproj.io/hook"] == "PostSync"
+    assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 150
+    # The same check as the helm test pod: one source for the script, the model and the deadline passed.
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == rendered.one("Pod")["spec"]["containers"][0]["command"]
+    assert pod["containers"][0]["args"][1:] == ["iris-forest", "90"]
+    assert "Job" not in render(helm_bin, {"smokeCheck": {"enabled": False}}).kinds()
+
+
 def test_network_policy_is_configurable(helm_bin: str) -> None:
     values = {"networkPolicy": {"ingressNamespace": "ingress-nginx", "egressPorts": [443, 10000],
                                 "egressCIDRs": [{"cidr": "10.240.8.0/24"}]},
               "service": {"type": "LoadBalancer"}}
-    policy = render(helm_bin, values).one("NetworkPolicy")["spec"]
+    policy = network_policies(render(helm_bin, values))[0]["spec"]
     assert policy["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "ingress-nginx"}
     # A LoadBalancer Service receives traffic from outside the cluster.
