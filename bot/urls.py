@@ -65,6 +65,21 @@ def github_hosts() -> set[str]:
     return hosts
 
 
+# Extra hosts whose repositories image labels may name as their source (comma-separated host names).
+SOURCE_HOSTS_VAR = "ENVBOT_SOURCE_HOSTS"
+
+
+def source_hosts() -> set[str]:
+    """Forge hosts a source URL from an image label may point at: GitHub (and GITHUB_SERVER_URL's
+    instance), Azure Repos (https and ssh) and any host listed in ENVBOT_SOURCE_HOSTS."""
+    extra = {h.strip().lower() for h in os.environ.get(SOURCE_HOSTS_VAR, "").split(",") if h.strip()}
+    return github_hosts() | {"dev.azure.com", *_AZURE_SSH_HOSTS} | extra
+
+
+def is_source_host(host: str) -> bool:
+    return host in source_hosts() or (host.endswith(".visualstudio.com") and host.count(".") == 2)
+
+
 def _strip_git(name: str) -> str:
     return name[:-4] if name.endswith(".git") else name
 
