@@ -54,6 +54,12 @@ def escape_markdown(text: str, limit: int) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", flat).replace("://", ":\\/\\/")
 
 
+def code_span(text: str, limit: int) -> str:
+    """TEXT as an inline code span (inert in Markdown and HTML): one line, no backticks, capped."""
+    flat = _CONTROL.sub(" ", text).replace("`", "'").strip()
+    return f"`{flat[: limit - 1] + '…' if len(flat) > limit else flat}`"
+
+
 def normalize_revision(value: str | None) -> str | None:
     """A commit id from a label: 40 (SHA-1) or 64 (SHA-256) hex characters, lower-cased; else None."""
     if value is None:
@@ -66,7 +72,7 @@ def label_source_problem(source: str) -> str | None:
     """Why a source URL taken from an image label is not used (None when it may be cloned)."""
     remote = parse_remote_url(source)
     if remote.scheme not in ("https", "ssh"):
-        return "only https:// or ssh URLs of a forge are used from image labels"
+        return "only https or ssh URLs of a forge are used from image labels"
     if not is_source_host(remote.host):
         return (f"{remote.host or 'that host'} is not a known forge host (GitHub, Azure Repos, "
                 f"or ENVBOT_SOURCE_HOSTS)")
@@ -139,7 +145,7 @@ def changelog_markdown(source: str | None, old_label: str | None, new_label: str
         why = f" ({escape_markdown(source_problem, 300)})" if source_problem else ""
         return (f"Source changes {old_rev[:12]}..{new_rev[:12]} are not listed: no source repository{why} "
                 f"(pass --source-repo or label the image with org.opencontainers.image.source).\n")
-    shown = escape_markdown(redact(source), 300)
+    shown = code_span(redact(source), 300)
     try:
         log = source_commits(source, old_rev, new_rev)
     except git.GitCommandError as exc:
