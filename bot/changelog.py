@@ -71,6 +71,8 @@ def normalize_revision(value: str | None) -> str | None:
 def label_source_problem(source: str) -> str | None:
     """Why a source URL taken from an image label is not used (None when it may be cloned)."""
     remote = parse_remote_url(source)
+    if re.search(r"(^|[/@:])-", source.strip()):
+        return "a URL part starting with '-' could be taken for an option"
     if remote.scheme not in ("https", "ssh"):
         return "only https or ssh URLs of a forge are used from image labels"
     if not is_source_host(remote.host):

@@ -20,6 +20,7 @@ from pathlib import Path
 import git
 
 from bot.output import EnvbotError
+from bot.urls import parse_remote_url
 
 DEFAULT_NAME = "envbot"
 DEFAULT_EMAIL = "envbot@users.noreply.local"
@@ -70,7 +71,8 @@ def git_env() -> dict[str, str]:
 
 
 def is_url(target: str) -> bool:
-    return "://" in target or bool(re.match(r"^[\w.-]+@[\w.-]+:", target))
+    """A remote git reaches by URL (scheme://, file:// included, or scp-like ssh), not a local path."""
+    return parse_remote_url(target).scheme != ""
 
 
 def parse_trailers(message: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:

@@ -11,9 +11,16 @@ from bot.urls import redact_text
 
 
 class EnvbotError(Exception):
-    """A failure explained to the user as `envbot: error: <message>` with a non-zero exit."""
+    """A failure explained to the user as `envbot: error: <message>` with a non-zero exit.
+
+    The message is redacted when the error is made: whichever way it is shown (stderr, JSON, a PR),
+    no URL in it carries userinfo.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact_text(str(message)), *args)
 
 
 def print_error(message: str) -> None:
