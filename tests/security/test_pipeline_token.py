@@ -43,31 +43,32 @@ def test_only_the_comment_step_maps_the_token_and_it_touches_no_pull_request_con
     assert any(s.get("download") == "current" for s in job["steps"])
 
 
-def test_render_job_renders_the_target_branchs_chart_without_the_token(tmp_path: Path, fake_helm: FakeHelm) -> None:
-    # The environments repo; a pull request pointing the chart at a helm flag (and changing a value).
+def pull_request_checkout(tmp_path: Path, change) -> Path:
+    """The agent's layout for a pull request made by CHANGE(work tree): this repository at app/, the
+    pull request's commit (detached) at environments/; returns the agent's working directory."""
     repo = make_env_repo(tmp_path)
     git(repo.work, "checkout", "-q", "-b", "pr")
-    hostile_chart = "    chart:\n      repo: https://127.0.0.1:9/c\n      name: \"--post-renderer=/bin/sh\"\n"
-    hostile = policy_text().replace("    chart:\n      path: ../charts/ai-app\n", hostile_chart)
-    (repo.work / "environments" / "promotion.yaml").write_text(hostile)
-    values = repo.work / "environments" / "staging" / "values.yaml"
-    values.write_text(values.read_text().replace("replicaCount: 2", "replicaCount: 3"))
-    git(repo.work, "-c", "user.name=Mallory", "-c", "user.email=m@example.com", "commit", "-qam", "pr")
+    change(repo.work)
+    git(repo.work, "add", "-A")
+    git(repo.work, "-c", "user.name=Mallory", "-c", "user.email=m@example.com", "commit", "-qm", "pr")
     git(repo.work, "push", "-q", "origin", "pr")
-    # The agent's layout: this repository at app/, the pull request's commit (detached) at environments/.
     work = tmp_path / "agent"
     work.mkdir()
     (work / "app").symlink_to(REPO_ROOT)
     git(work, "clone", "-q", str(repo.remote), "environments")
     git(work / "environments", "checkout", "-q", "--detach", "origin/pr")
+    return work
 
+
+def run_render_job(work: Path, fake_helm: FakeHelm, home: Path, until: str | None = None) -> list[str]:
+    """The render job's bash steps, in order, as the agent runs them; the names of the steps run."""
     job = next(j for j in jobs() if any(s.get("checkout") == "environments" for s in j["steps"]))
     variables = {"System.PullRequest.TargetBranch": "refs/heads/main", "kubernetesVersion": "1.30.0",
                  "System.AccessToken": CANARY_ENV, "environmentsRepository": "ai-app-environments"}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("SYSTEM_", "AZURE_", "ENVBOT_"))}
     base_env |= {"PATH": f"{fake_helm.directory}{os.pathsep}{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}"
                          f"{os.environ['PATH']}",
-                 "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path)}
+                 "PYTHONPATH": str(REPO_ROOT), "HOME": str(home)}
     ran = []
     for step in job["steps"]:
         if "bash" not in step:
@@ -81,8 +82,23 @@ def test_render_job_renders_the_target_branchs_chart_without_the_token(tmp_path:
         for name, value in re.findall(r"##vso\[task\.setvariable variable=(\w+)\](.*)", proc.stdout):
             variables[name] = value.strip()
         ran.append(step["displayName"])
-    assert any("envbot diff" in name for name in ran) and any("Render" in name for name in ran)
+        if until and until in step["displayName"]:
+            break
+    return ran
 
+
+def test_render_job_renders_the_target_branchs_chart_without_the_token(tmp_path: Path, fake_helm: FakeHelm) -> None:
+    def hostile(work: Path) -> None:
+        # The chart pointed at a helm flag, and a value changed.
+        chart = "    chart:\n      repo: https://127.0.0.1:9/c\n      name: \"--post-renderer=/bin/sh\"\n"
+        (work / "environments" / "promotion.yaml").write_text(
+            policy_text().replace("    chart:\n      path: ../charts/ai-app\n", chart))
+        values = work / "environments" / "staging" / "values.yaml"
+        values.write_text(values.read_text().replace("replicaCount: 2", "replicaCount: 3"))
+
+    work = pull_request_checkout(tmp_path, hostile)
+    ran = run_render_job(work, fake_helm, tmp_path)
+    assert any("envbot diff" in name for name in ran) and any("Render" in name for name in ran)
     calls = fake_helm.calls()
     assert calls, "the render job rendered nothing"
     for call in calls:
@@ -91,4 +107,20 @@ def test_render_job_renders_the_target_branchs_chart_without_the_token(tmp_path:
         # The chart is the target branch's: the path in its promotion.yaml.
         assert call["argv"][-1].endswith("charts/ai-app"), call["argv"]
     diff = (work / "envbot-diff" / "envbot-diff.md").read_text()
-    assert "### staging" in diff
+    assert "### staging" in diff and "changes environments/promotion.yaml" in diff
+
+
+def test_a_symlinked_promotion_yaml_is_not_written_through(tmp_path: Path, fake_helm: FakeHelm) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("untouched\n")
+
+    def symlink(work: Path) -> None:
+        policy = work / "environments" / "promotion.yaml"
+        policy.unlink()
+        policy.symlink_to(outside)
+
+    work = pull_request_checkout(tmp_path, symlink)
+    run_render_job(work, fake_helm, tmp_path, until="promotion.yaml")
+    assert outside.read_text() == "untouched\n"
+    policy = work / "environments" / "environments" / "promotion.yaml"
+    assert not policy.is_symlink() and policy.read_text() == policy_text()
