@@ -37,7 +37,7 @@ SEMVER = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
                     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
                     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")
 # oci://host[:port]/path or https://host[:port][/path]: no userinfo, query, fragment or odd characters.
-CHART_REPO = re.compile(r"^(?P<scheme>oci|https)://(?P<host>[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(?::(?P<port>\d{1,5}))?"
+CHART_REPO = re.compile(r"^(?P<scheme>oci|https)://(?P<host>[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(?::(?P<port>\d{1,5}))?"
                         r"(?P<path>(?:/[A-Za-z0-9._~-]+)*)/?$")
 # Variables helm may see: nothing that holds a secret. Proxies and CA bundles are connectivity, not identity.
 ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR",

@@ -93,13 +93,13 @@ def leaking_chart(repo: EnvRepo, secret_file: Path, link: str = "files/env") -> 
     repo.commit_as_human("chart: a file")
 
 
-@pytest.mark.parametrize("link", ["files/env", "templates/../files/deep/env"])
+@pytest.mark.parametrize("link", ["files/env", "files/deep/env"])
 def test_symlink_out_of_the_chart_is_refused(tmp_path: Path, helm_bin: str, link: str) -> None:
     secret_file = tmp_path / "outside" / "environ"
     secret_file.parent.mkdir()
     secret_file.write_text(f"SYSTEM_ACCESSTOKEN={CANARY_ENV}\n")
     repo = make_env_repo(tmp_path)
-    leaking_chart(repo, secret_file, link.replace("templates/../", ""))
+    leaking_chart(repo, secret_file, link)
     proc = run_envbot("diff", "dev", "staging", "--repo", str(repo.remote),
                       env=envbot_env(tmp_path, ENVBOT_HELM=helm_bin), check=False)
     assert CANARY_ENV not in proc.stdout + proc.stderr
