@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.values import ImagePin, ModelPin, ReleasePin
-from tests.bot.envrepo import git, make_env_repo, run_envbot
+from tests.bot.envrepo import git, make_env_repo, policy_text, run_envbot
 from tests.security.conftest import envbot_env, push_labelled_image
 
 REVISION = "org.opencontainers.image.revision"
@@ -47,8 +47,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
 
 
 def promote_with_labels(tmp_path: Path, registry, helm_bin: str, old_labels: dict[str, str],
-                        new_labels: dict[str, str], *extra: str, env_extra: dict[str, str] | None = None
-                        ) -> tuple[dict, str]:
+                        new_labels: dict[str, str], *extra: str, env_extra: dict[str, str] | None = None,
+                        policy: str | None = None) -> tuple[dict, str]:
     """`envbot update staging --image NEW --dry-run --json` where staging runs OLD; (result, stderr)."""
     tag = tmp_path.name[-20:].lower().replace("_", "-").strip("-.") or "t"
     old_digest = push_labelled_image(registry.url, registry.ca_file, "sec/ai-app", f"{tag}-old", old_labels)
@@ -56,7 +56,7 @@ def promote_with_labels(tmp_path: Path, registry, helm_bin: str, old_labels: dic
     model = ModelPin("blob", "iris-logreg", "2", "https://aiappmodels.blob.core.windows.net/models/iris-logreg/2/"
                      "model.onnx", "0" * 64)
     pins = {"staging": ReleasePin(ImagePin(f"{registry.host}/sec/ai-app", f"{tag}-old", old_digest), model)}
-    repo = make_env_repo(tmp_path, pins=pins)
+    repo = make_env_repo(tmp_path, policy=policy, pins=pins)
     env = envbot_env(tmp_path, REQUESTS_CA_BUNDLE=str(registry.ca_file), ENVBOT_HELM=helm_bin, **(env_extra or {}))
     proc = run_envbot("update", "staging", "--image", f"{registry.host}/sec/ai-app:{tag}-new", "--dry-run", "--json",
                       "--repo", str(repo.remote), *extra, env=env)
@@ -104,12 +104,17 @@ def test_subjects_are_escaped_and_capped_with_a_truthful_count(tmp_path: Path, o
     assert "### Rendered manifests (helm template)" in result["description"]
 
 
+@pytest.mark.parametrize("given_as", ["--source-repo", "apps.source"])
 def test_credentials_in_source_urls_are_never_printed(tmp_path: Path, oci_registry, helm_bin: str,
-                                                      source: Source) -> None:
+                                                      source: Source, given_as: str) -> None:
     secret = "s3cr3t-userinfo-token"
+    url = f"https://envbot:{secret}@127.0.0.1:9/src.git"
+    if given_as == "--source-repo":
+        extra, policy = ["--source-repo", url], None
+    else:
+        extra, policy = [], policy_text().replace("  ai-app:\n", f"  ai-app:\n    source: {url}\n", 1)
     result, stderr = promote_with_labels(tmp_path, oci_registry, helm_bin, {REVISION: source.first},
-                                         {REVISION: source.last}, "--source-repo",
-                                         f"https://envbot:{secret}@127.0.0.1:9/src.git")
+                                         {REVISION: source.last}, *extra, policy=policy)
     assert "are not available from `https://127.0.0.1:9/src.git`" in result["description"]
     assert secret not in json.dumps(result) and secret not in stderr
 

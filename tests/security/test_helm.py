@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.helm import check_chart_name, check_chart_repo, check_chart_version
+from bot.output import EnvbotError
 from tests.bot.envrepo import EnvRepo, make_env_repo, policy_text, run_envbot
 from tests.security.conftest import CANARY_ENV, FakeHelm, envbot_env
 
@@ -119,3 +121,24 @@ def test_symlink_inside_the_chart_still_renders(tmp_path: Path, helm_bin: str) -
     proc = run_envbot("diff", "dev", "staging", "--repo", str(repo.remote),
                       env=envbot_env(tmp_path, ENVBOT_HELM=helm_bin))
     assert "inside-the-chart" in proc.stdout
+
+
+@pytest.mark.parametrize(("check", "value", "ok"), [
+    (check_chart_name, "ai-app", True), (check_chart_name, "ai_app.v2", True), (check_chart_name, "-ai-app", False),
+    (check_chart_name, "../ai-app", False), (check_chart_name, "ai-app --debug", False), (check_chart_name, "", False),
+    (check_chart_repo, "oci://myacr.azurecr.io/helm", True), (check_chart_repo, "https://charts.example.com", True),
+    (check_chart_repo, "https://charts.example.com:8443/stable/", True),
+    (check_chart_repo, "http://charts.example.com", False), (check_chart_repo, "oci://h/x?y=1", False),
+    (check_chart_repo, "https://u:p@h/x", False), (check_chart_repo, "oci://h/x#frag", False),
+    (check_chart_repo, "oci://-h/x", False), (check_chart_repo, "oci://h/x y", False),
+    (check_chart_version, "1.2.3", True), (check_chart_version, "v0.1.0", True),
+    (check_chart_version, "1.0.0-rc.1+build.5", True), (check_chart_version, "1.2", False),
+    (check_chart_version, "^1.2.3", False), (check_chart_version, "--devel", False),
+    (check_chart_version, "01.2.3", False),
+])
+def test_chart_source_grammar(check, value: str, ok: bool) -> None:
+    if ok:
+        assert check(value, "where") == value
+    else:
+        with pytest.raises(EnvbotError, match=r"^where: "):
+            check(value, "where")
