@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from bot.output import EnvbotError
+from bot.policy import ChartSource
 from bot.registry import DIGEST, ImageRef, RegistryClient
 from bot.values import ChartPin
 
@@ -97,15 +97,19 @@ def cache_dir() -> Path:
     return Path(base) / "charts"
 
 
-def helm_tls_args() -> list[str]:
-    """The CA envbot's registry calls trust (REQUESTS_CA_BUNDLE), given to helm as well."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE")
-    return ["--ca-file", bundle] if bundle else []
+def check_allowed(pin: ChartPin, allowed: ChartSource, where: str) -> None:
+    """A pin must name the chart repository promotion.yaml names (apps.<app>.chart repo + name), when it
+    names one: a pull request cannot point an environment, or its render, at a registry of its own."""
+    if allowed.repo and allowed.name:
+        expected = f"{str(allowed.repo).rstrip('/')}/{allowed.name}"
+        if pin.repository != expected:
+            raise EnvbotError(f"{where}: chart {pin.repository} is not the chart promotion.yaml allows "
+                              f"({expected})")
 
 
 def fetch_chart(pin: ChartPin, where: str = "chart") -> Path:
     """The chart package of PIN on disk: pulled by digest (so exactly the pinned bits), cached by digest."""
-    from bot.render import helm_binary
+    from bot import helm
 
     if not pin.digest or not DIGEST.match(pin.digest):
         raise EnvbotError(f"{where}: the chart pin has no sha256 digest; pin one with envbot update --chart")
@@ -117,11 +121,8 @@ def fetch_chart(pin: ChartPin, where: str = "chart") -> Path:
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="envbot-chart-", dir=cached.parent) as tmp:
-        cmd = [helm_binary(), "pull", "--destination", tmp, *helm_tls_args(), "--", f"{pin.repository}@{pin.digest}"]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
-        except subprocess.TimeoutExpired as exc:
-            raise EnvbotError(f"{where}: helm pull {pin.repository}@{pin.digest} timed out") from exc
+        # The CA envbot's registry calls trust (REQUESTS_CA_BUNDLE), given to helm as well.
+        proc = helm.pull(f"{pin.repository}@{pin.digest}", Path(tmp), os.environ.get("REQUESTS_CA_BUNDLE"))
         if proc.returncode != 0:
             message = (proc.stderr.strip().splitlines() or ["failed"])[-1].removeprefix("Error: ")
             raise EnvbotError(f"{where}: cannot pull chart {pin.repository}@{pin.digest}: {message}")

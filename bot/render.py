@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import os
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from bot import helm
 from bot.output import EnvbotError
 from bot.policy import App, Policy
 from bot.values import ChartPin
@@ -29,48 +27,40 @@ class ResourceDiff:
     diff: str                    # unified diff
 
 
-def helm_binary() -> str:
-    binary = os.environ.get("ENVBOT_HELM") or shutil.which("helm")
-    if not binary:
-        raise EnvbotError("helm is not installed: put helm on PATH or set ENVBOT_HELM")
-    return binary
+def repo_root(policy: Policy) -> Path:
+    """The git root of the environments repo: promotion.yaml's directory minus its prefix."""
+    depth = len(PurePosixPath(policy.prefix).parts) if policy.prefix else 0
+    return policy.root.parents[depth - 1] if depth else policy.root
 
 
-def chart_args(policy: Policy, app: App, pin: ChartPin | None = None, display: str = "chart") -> list[str]:
-    """The chart to render: the environment's pinned OCI chart (by digest), else promotion.yaml's chart."""
-    if pin is not None and pin.repository:
-        from bot.charts import fetch_chart
+def helm_template(policy: Policy, app: App, namespace: str, values: Path, display: str,
+                  chart: ChartPin | None = None) -> str:
+    """The manifests of the chart with the VALUES file: CHART, the environment's pin (checked against the
+    repository promotion.yaml allows, pulled by digest), when it has one; else the chart promotion.yaml names."""
+    if chart is not None and chart.repository:
+        from bot.charts import check_allowed, fetch_chart
 
-        return [str(fetch_chart(pin, display))]
-    chart = app.chart
-    if chart.path:
-        path = (policy.root / chart.path).resolve()
-        if not (path / "Chart.yaml").is_file():
-            raise EnvbotError(f"{policy.file.name}: apps.{app.name}.chart.path {chart.path!r} has no Chart.yaml "
-                              f"(the chart must be in the environments repo, or use chart.repo)")
-        return [str(path)]
-    if chart.repo and chart.name:
-        version = ["--version", chart.version] if chart.version else []
-        if chart.repo.startswith("oci://"):
-            return [f"{chart.repo.rstrip('/')}/{chart.name}", *version]
-        return ["--repo", chart.repo, chart.name, *version]
-    raise EnvbotError(f"{display}: no chart pin for this environment, and {policy.file.name} names no chart "
-                      f"(apps.{app.name}.chart path, or repo and name)")
+        check_allowed(chart, app.chart, display)
+        proc = helm.template_package(fetch_chart(chart, display), app.name, namespace, values, display)
+    elif app.chart.path or (app.chart.repo and app.chart.name):
+        proc = helm.template(app.chart, policy.root, repo_root(policy), app.name, namespace, values,
+                             f"{policy.file.name}: apps.{app.name}.chart")
+    else:
+        raise EnvbotError(f"{display}: no chart pin for this environment, and {policy.file.name} names no chart "
+                          f"(apps.{app.name}.chart path, or repo and name)")
+    if proc.returncode != 0:
+        raise EnvbotError(f"helm template with {display} failed: {proc.stderr.strip()}")
+    return proc.stdout
 
 
 def render(policy: Policy, app: App, namespace: str, values_text: str, display: str,
            chart: ChartPin | None = None) -> dict[str, str]:
-    """Resource key -> manifest text of the chart (CHART, the environment's pin, when given) with VALUES_TEXT."""
-    chart_arguments = chart_args(policy, app, chart, display)
+    """Resource key -> manifest text of the environment's chart (see helm_template) with VALUES_TEXT."""
     with tempfile.TemporaryDirectory(prefix="envbot-render-") as tmp:
         values = Path(tmp) / "values.yaml"
         values.write_text(values_text)
-        cmd = [helm_binary(), "template", app.name, *chart_arguments, "--namespace", namespace,
-               "--values", str(values)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise EnvbotError(f"helm template with {display} failed: {proc.stderr.strip()}")
-    return split_manifests(proc.stdout, namespace)
+        text = helm_template(policy, app, namespace, values, display, chart)
+    return split_manifests(text, namespace)
 
 
 def split_manifests(text: str, namespace: str) -> dict[str, str]:

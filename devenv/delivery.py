@@ -142,7 +142,9 @@ class DeliveryRun:
         shutil.copytree(REPO_ROOT / "environments", seed / "environments")
         promotion = seed / "environments" / "promotion.yaml"
         lines = promotion.read_text().splitlines(keepends=True)
-        promotion.write_text("".join(_without_gates(lines)))
+        # The placeholder registry replaced by this one, as docs/bootstrap-aks.md has people do.
+        text = "".join(_without_gates(lines)).replace("oci://aiappacr.azurecr.io/helm", f"oci://{self.registry.host}/helm")
+        promotion.write_text(text)
         first = parse_chart_ref(self.chart_refs["1"])
         for pin_file in sorted((seed / "environments").glob("*/chart.yaml")):
             pin_file.write_text(edit_chart_pin_text(pin_file.read_text(), first, pin_file.name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bot.charts import resolve_chart
+from bot.charts import check_allowed, resolve_chart
 from bot.commands import session
 from bot.models import check_model
 from bot.output import EnvbotError, emit, table
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 checks.append(("chart", f"{chart_path}: spec.ref.digest is empty"))
             else:
                 try:
+                    check_allowed(pin.chart, s.app.chart, chart_path)
                     resolve_chart(pin.chart, registry, chart_path)
                     checks.append(("chart", ""))
                 except EnvbotError as exc:

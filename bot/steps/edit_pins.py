@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.charts import check_allowed
 from bot.output import EnvbotError
 from bot.pins import release_from_texts
 from bot.steps import Promotion
@@ -22,6 +23,7 @@ def run(promotion: Promotion) -> None:
     edited_values = edit_pin_text(values_text, promotion.pin, promotion.values_path)
     edited_chart = chart_text
     if promotion.pin.chart.repository:
+        check_allowed(promotion.pin.chart, promotion.app.chart, promotion.chart_path)
         if chart_text is None:
             raise EnvbotError(f"{promotion.chart_path}: {promotion.env.name} has no chart pin file to pin "
                               f"{promotion.pin.chart.ref} in (copy one from environments/<env>/chart.yaml)")

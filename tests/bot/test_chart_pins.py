@@ -147,3 +147,22 @@ def test_an_environment_without_a_chart_file_cannot_take_a_chart_pin(tmp_path, i
     assert "environments/dev/chart.yaml: dev has no chart pin file" in proc.stderr
     proc = run_envbot("verify", "dev", "--repo", str(repo.remote), env=bot_env, check=False)
     assert "environments/dev/chart.yaml: no chart pin" in proc.stdout
+
+
+def test_a_chart_from_another_repository_than_promotion_yaml_allows_is_refused(tmp_path, images, models, charts,
+                                                                               bot_env):
+    allowed = "    chart:\n      repo: oci://registry.example/helm\n      name: ai-app\n"
+    policy = policy_text(chart_path=False).replace('    values: "{env}/values.yaml"\n',
+                                                   '    values: "{env}/values.yaml"\n' + allowed)
+    repo = make_env_repo(tmp_path, policy=policy, pins=pinned(images, models, charts))
+    refs = git(repo.remote, "for-each-ref", "--format=%(refname) %(objectname)")
+    proc = run_envbot("update", "dev", "--image", images["v2"].ref, "--chart", charts["2"].ref,
+                      "--repo", str(repo.remote), env=bot_env, check=False)
+    assert proc.stderr.strip() == (f"envbot: error: environments/dev/chart.yaml: chart {charts['2'].repository} is "
+                                   f"not the chart promotion.yaml allows (oci://registry.example/helm/ai-app)")
+    assert git(repo.remote, "for-each-ref", "--format=%(refname) %(objectname)") == refs
+    # The pins already there are reported by verify, and diff refuses to render them.
+    proc = run_envbot("verify", "prod", "--repo", str(repo.remote), env=bot_env, check=False)
+    assert "is not the chart promotion.yaml allows" in proc.stdout
+    proc = run_envbot("diff", "staging", "prod", "--repo", str(repo.remote), env=bot_env, check=False)
+    assert "is not the chart promotion.yaml allows" in proc.stderr
