@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from bot.commands import session
+from bot.modelgates import model_report, model_section
 from bot.output import EnvbotError, emit
 from bot.pins import read_release
 from bot.render import diff_resources, format_diffs, render
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with session(args) as s:
-        rendered = {}
+        rendered, pins = {}, {}
         for side in (args.a, args.b):
             name, _, rev = side.partition("@")
             env = s.policy.env(name)
@@ -31,10 +32,16 @@ def run(args: argparse.Namespace) -> int:
             if text is None:
                 raise EnvbotError(f"{path} does not exist at {rev or 'HEAD'}")
             pin = read_release(s.workspace, sha, s.policy, s.app, env.name)
+            assert pin is not None
+            pins[side] = pin
             # Each side renders in its own namespace with its own pinned chart: comparing environments
             # shows their real differences, a chart change included.
-            rendered[side] = render(s.policy, s.app, env.namespace, text, f"{path}@{sha[:12]}",
-                                    pin.chart if pin else None)
+            rendered[side] = render(s.policy, s.app, env.namespace, text, f"{path}@{sha[:12]}", pin.chart)
         diffs = diff_resources(rendered[args.a], rendered[args.b], args.a, args.b)
-        emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs]}, format_diffs(diffs))
+        # The model section judges B's model by B's environment's gates, as a promotion into B would.
+        b_env = s.policy.env(args.b.partition("@")[0])
+        models = model_report(b_env.model_gates, s.app.evaluation, pins[args.a].model, pins[args.b].model)
+        section = model_section(models)
+        emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs], "model": models.as_dict()},
+             (section + "\n" if section else "") + format_diffs(diffs))
     return 0

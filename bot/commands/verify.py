@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         for env in envs:
             path = s.policy.repo_path(s.app, env.name)
             chart_path = s.policy.chart_pin_repo_path(s.app, env.name)
-            checks: list[tuple[str, str]] = []
+            checks: list[tuple[str, str, str]] = []   # (check, problem, what was checked besides existence)
             try:
                 pin = read_release(s.workspace, "HEAD", s.policy, s.app, env.name)
                 if pin is None:
@@ -34,37 +34,36 @@ def run(args: argparse.Namespace) -> int:
                 results.append({"env": env.name, "check": "values", "ok": False, "detail": str(exc)})
                 continue
             if not pin.image.digest:
-                checks.append(("image", f"{path}: image.digest is empty"))
+                checks.append(("image", f"{path}: image.digest is empty", ""))
             else:
                 try:
                     ref = parse_image_ref(pin.image.ref)
                     registry.digest(ImageRef(ref.registry, ref.repository, digest=pin.image.digest))
-                    checks.append(("image", ""))
+                    checks.append(("image", "", ""))
                 except EnvbotError as exc:
-                    checks.append(("image", str(exc)))
+                    checks.append(("image", str(exc), ""))
             if pin.model.uri:
                 try:
-                    check_model(pin.model, deep=args.deep)
-                    checks.append(("model", ""))
+                    checks.append(("model", "", check_model(pin.model, deep=args.deep)))
                 except EnvbotError as exc:
-                    checks.append(("model", str(exc)))
+                    checks.append(("model", str(exc), ""))
             if not pin.chart.repository:
                 checks.append(("chart", f"{chart_path}: no chart pin; {env.name} would render whatever chart "
-                                        f"promotion.yaml names"))
+                                        f"promotion.yaml names", ""))
             elif not pin.chart.digest:
-                checks.append(("chart", f"{chart_path}: spec.ref.digest is empty"))
+                checks.append(("chart", f"{chart_path}: spec.ref.digest is empty", ""))
             else:
                 try:
                     check_allowed(pin.chart, s.app.chart, chart_path)
                     resolve_chart(pin.chart, registry, chart_path)
-                    checks.append(("chart", ""))
+                    checks.append(("chart", "", ""))
                 except EnvbotError as exc:
-                    checks.append(("chart", str(exc)))
+                    checks.append(("chart", str(exc), ""))
             subjects = {"image": pin.image.ref, "model": pin.model.uri, "chart": pin.chart.ref}
-            for check, problem in checks:
+            for check, problem, extra in checks:
                 subject = subjects[check]
                 results.append({"env": env.name, "check": check, "ok": not problem,
-                                "detail": problem or f"{subject} ok"})
+                                "detail": problem or f"{subject} ok" + (f" ({extra})" if extra else "")})
         failed = [r for r in results if not r["ok"]]
         text = table(["ENV", "CHECK", "RESULT", "DETAIL"],
                      [[r["env"], r["check"], "ok" if r["ok"] else "FAIL", r["detail"]] for r in results])
