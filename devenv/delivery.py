@@ -4,9 +4,10 @@ Azurite stands in for Blob, an OCI registry over TLS for ACR, the Docker engine 
 the image, and a bare Git repository is the environments remote. The stages are those of
 azure-pipelines.yml followed by what people do with envbot:
 
-  platform team: publish the chart, seed the environments repo (the separate-repository layout of
-  docs/bootstrap-aks.md: environments/ only, no charts/ beside it), every environment pinning that chart
-  -> train + publish model v1 -> CI: fetch model by digest, build, push image and chart, envbot update dev
+  train + publish model v1 -> platform team: publish the chart, seed the environments repo (the
+  separate-repository layout of docs/bootstrap-aks.md: environments/ only, no charts/ beside it), every
+  environment pinning that chart and model v1 -> CI: fetch model by digest, build, push image and chart,
+  envbot update dev
   -> promote dev->staging (PR branch + rendered diff), merge -> promote staging->prod, merge
   -> chart-only release: change a template, CI publishes the chart, dev gets it; prod renders the
      same manifests until the promotion PR (whose diff shows the template change) is merged
@@ -134,7 +135,7 @@ class DeliveryRun:
         everything else is the template as committed.
         """
         from bot.charts import parse_chart_ref
-        from bot.values import edit_chart_pin_text
+        from bot.values import ModelPin, ReleasePin, edit_chart_pin_text, edit_pin_text, read_pin_text
 
         self.publish_chart("1")
         self.remote = self.workdir / "environments.git"
@@ -148,6 +149,12 @@ class DeliveryRun:
         first = parse_chart_ref(self.chart_refs["1"])
         for pin_file in sorted((seed / "environments").glob("*/chart.yaml")):
             pin_file.write_text(edit_chart_pin_text(pin_file.read_text(), first, pin_file.name))
+        # Every environment starts on the first published model (promotions read the model they replace).
+        model = self.models["1"]
+        for values_file in sorted((seed / "environments").glob("*/values.yaml")):
+            current = read_pin_text(values_file.read_text(), values_file.name)
+            seeded = ReleasePin(current.image, ModelPin("blob", MODEL_NAME, "1", model["uri"], model["sha256"]))
+            values_file.write_text(edit_pin_text(values_file.read_text(), seeded, values_file.name))
         self.git("init", "--quiet", "--initial-branch=main", cwd=seed)
         self.git("add", ".", cwd=seed)
         self.git("-c", "user.name=Platform Team", "-c", "user.email=platform@example.invalid",
@@ -318,8 +325,8 @@ class DeliveryRun:
     def stages(self) -> list[tuple[str, object]]:
         return [
             ("Start the local Azure stand-ins (Docker engine, OCI registry over TLS, Azurite)", self.start_services),
-            ("Create the environments repo (bare Git remote)", self.create_environments_remote),
             ("Data scientist: train and publish model v1 to Blob", lambda: self.publish_model("1")),
+            ("Create the environments repo (bare Git remote)", self.create_environments_remote),
             ("CI: fetch the pinned model by digest", self.ci_fetch_model),
             ("CI: build the image with the model baked in", self.ci_build_image),
             ("CI: push the image to the registry", self.ci_push_image),
