@@ -10,6 +10,7 @@ import argparse
 
 from bot.commands import session
 from bot.output import EnvbotError, emit
+from bot.policy import App, Policy
 from bot.render import diff_resources, format_diffs, render
 
 
@@ -18,19 +19,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", metavar="B", help="ENV or ENV@REV (the new side)")
 
 
+def render_side(repo, policy: Policy, app: App, side: str) -> dict[str, str]:
+    """The chart rendered with the values of SIDE (ENV or ENV@REV) in REPO (a Workspace or a Mirror)."""
+    name, _, rev = side.partition("@")
+    env = policy.env(name)
+    if rev.startswith("-"):
+        raise EnvbotError(f"{side}: {rev!r} is not a revision")
+    sha = repo.resolve(rev or "HEAD")
+    path = policy.repo_path(app, env.name)
+    text = repo.show(sha, path)
+    if text is None:
+        raise EnvbotError(f"{path} does not exist at {rev or 'HEAD'}")
+    # Each side renders in its own namespace: comparing environments shows their real differences.
+    return render(policy, app, env.namespace, text, f"{path}@{sha[:12]}")
+
+
 def run(args: argparse.Namespace) -> int:
     with session(args) as s:
-        rendered = {}
-        for side in (args.a, args.b):
-            name, _, rev = side.partition("@")
-            env = s.policy.env(name)
-            sha = s.workspace.resolve(rev or "HEAD")
-            path = s.policy.repo_path(s.app, env.name)
-            text = s.workspace.show(sha, path)
-            if text is None:
-                raise EnvbotError(f"{path} does not exist at {rev or 'HEAD'}")
-            # Each side renders in its own namespace: comparing environments shows their real differences.
-            rendered[side] = render(s.policy, s.app, env.namespace, text, f"{path}@{sha[:12]}")
+        rendered = {side: render_side(s.workspace, s.policy, s.app, side) for side in (args.a, args.b)}
         diffs = diff_resources(rendered[args.a], rendered[args.b], args.a, args.b)
         emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs]}, format_diffs(diffs))
     return 0
