@@ -8,6 +8,7 @@ from flask import Flask
 
 from bot.commands.metrics import format_seconds
 from bot.output import short_digest
+from bot.policy import format_duration
 
 
 def when(value: int | datetime | None) -> str:
@@ -32,4 +33,5 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.filters["short"] = short_digest
     app.jinja_env.filters["seconds"] = format_seconds
+    app.jinja_env.filters["duration"] = format_duration
     app.jinja_env.filters["iso"] = lambda v: v.isoformat() if v else ""

@@ -34,11 +34,11 @@ def _charts(report: dict, since: int, until: int) -> list:
     restore = {env["env"]: [(datetime.fromisoformat(d["when"]).timestamp(), d["restore_seconds"] / 3600,
                              f"{d['app']} {d['image']} restored after {d['restore_seconds'] / 3600:.1f}h")
                             for d in env["deployments"] if d["restore_seconds"] is not None] for env in envs}
-    rates = {env["env"]: [100 * (env["change_failure_rate"]["rate"] or 0)] for env in envs}
+    rates = {"failed changes": [100 * (env["change_failure_rate"]["rate"] or 0) for env in envs]}
     return [
         svg.bar_chart("Deployments per week", labels, per_week),
         svg.scatter_chart("Lead time for changes (median per deployment)", lead, (since, until), x_labels, "h"),
-        svg.bar_chart("Change failure rate", ["window"], rates, "%"),
+        svg.bar_chart("Change failure rate", [env["env"] for env in envs], rates, "%"),
         svg.scatter_chart("Time to restore (per failed change)", restore, (since, until), x_labels, "h"),
     ]
 

@@ -24,7 +24,7 @@ from typing import Any
 from bot.mirror import Mirror
 from bot.output import EnvbotError
 from bot.pins import same_release
-from bot.policy import Environment, Policy, load_policy
+from bot.policy import Environment, Policy, format_duration, load_policy
 from bot.timeline import PinCache, PinChange, Timeline, build_timeline, tracked_paths
 from bot.values import ReleasePin
 
@@ -102,7 +102,7 @@ def gates_for(src: Cell, dst: Environment, now: datetime) -> list[Gate]:
         landed = datetime.fromtimestamp(src.origin.when, UTC)
         ends = landed + dst.soak
         if ends > now:
-            gates.append(Gate("soak", f"soak {_duration(dst.soak.total_seconds())} in {src.env}", ends))
+            gates.append(Gate("soak", f"soak {format_duration(dst.soak)} in {src.env}", ends))
     freeze = dst.active_freeze(now)
     if freeze is not None:
         window, start = freeze
@@ -111,14 +111,6 @@ def gates_for(src: Cell, dst: Environment, now: datetime) -> list[Gate]:
     if src.sync and (src.sync != "Synced" or src.health != "Healthy"):
         gates.append(Gate("argocd", f"Argo CD: {src.env} is {src.sync}/{src.health}"))
     return gates
-
-
-def _duration(seconds: float) -> str:
-    from datetime import timedelta
-
-    from bot.policy import format_duration
-
-    return format_duration(timedelta(seconds=int(seconds)))
 
 
 def chart_version(policy: Policy, app_name: str) -> str:

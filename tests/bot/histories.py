@@ -82,6 +82,7 @@ class History:
     work: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.remote = self.root / "environments.git"
         self.work = self.root / "work"
         git(self.root, "init", "-q", "--bare", "-b", "main", str(self.remote))

@@ -195,7 +195,7 @@ def test_lead_time_unknown_when_the_source_is_out_of_reach(tmp_path: Path, oci_r
     name = f"{oci_registry.host}/metrics-nolabel"
     pins = {}
     for release in REVISION_OF:
-        labels = {"org.opencontainers.image.revision": "0" * 40,
+        labels = {"org.opencontainers.image.revision": "0" * 40, "org.opencontainers.image.version": release,
                   "org.opencontainers.image.source": (tmp_path / "gone").as_uri()}
         if release == "C":
             labels = {"org.opencontainers.image.description": "no revision"}
@@ -207,4 +207,6 @@ def test_lead_time_unknown_when_the_source_is_out_of_reach(tmp_path: Path, oci_r
     unknown = {u["commit"]: u["reason"] for u in prod["lead_time_for_changes"]["unknown"]}
     assert "no org.opencontainers.image.revision label" in unknown[shas["C"]]
     assert "is not reachable" in unknown[shas["B"]]
+    # Which commits D brings depends on what ran before it: C, whose revision is unknown.
+    assert "the image deployed before it is unknown" in unknown[shas["D"]]
     assert prod["lead_time_for_changes"]["commits"] == 0
