@@ -60,12 +60,19 @@ class Mirror:
         self.path = self._tmp / "repo"
         self.lock = threading.RLock()
         try:
-            _git().clone("--quiet", "--no-tags", "--single-branch", "--branch", self.branch,
+            # Every commit and blob, but only promotion.yaml in the work tree (include() adds a chart).
+            _git().clone("--quiet", "--no-tags", "--single-branch", "--branch", self.branch, "--sparse",
                          self.source, str(self.path))
+            _git(self.path).sparse_checkout("set", "--no-cone", "/promotion.yaml", "/environments/promotion.yaml")
         except git.GitCommandError as exc:
             self.close()
             raise EnvbotError(f"cannot clone the environments repo {repo_arg or self.source}: "
                               f"{_explain(exc)}") from exc
+
+    def include(self, paths: list[str]) -> None:
+        """Check out PATHS too (directories or files relative to the repo root)."""
+        with self.lock:
+            _git(self.path).sparse_checkout("add", *[f"/{p.strip('/')}" for p in paths])
 
     @property
     def display(self) -> str:

@@ -24,7 +24,7 @@ from bot.git import git_env, parse_trailers
 from bot.output import EnvbotError
 from bot.pins import same_release
 from bot.policy import Policy
-from bot.values import ReleasePin, read_pin_text
+from bot.values import IMAGE_KEYS, MODEL_KEYS, ImagePin, ModelPin, ReleasePin, read_pin_text
 
 NULL_BLOB = "0" * 40
 # `git revert` writes "This reverts commit <sha>." into the message of a revert made by hand.
@@ -144,10 +144,11 @@ _FORMAT = "--format=%x1e%H%x1f%P%x1f%ct%x1f%an%x1f%ae%x1f%B%x1d"
 
 
 def read_log(repo: Path, rev: str, paths: Iterable[str]) -> tuple[list[Commit], dict[str, list[tuple[int, str]]]]:
-    """First-parent commits of REV (oldest first) and, per path, (commit index, new blob) of its changes."""
-    # --diff-merges=first-parent: a merged pull request shows what it changed on the branch.
+    """First-parent commits of REV (oldest first) and, per path of PATHS, (commit index, new blob) of its changes."""
+    # --diff-merges=first-parent: a merged pull request shows what it changed on the branch. No
+    # pathspec: matching hundreds of them per tree entry costs far more than filtering the output.
     out = _run_git(repo, ["log", "--first-parent", "--diff-merges=first-parent", "--raw", "--no-abbrev",
-                          "--no-renames", _FORMAT, rev, "--", *paths])
+                          "--no-renames", _FORMAT, rev])
     wanted = set(paths)
     commits: list[Commit] = []
     touched: dict[str, list[tuple[int, str]]] = {}
@@ -200,6 +201,63 @@ def read_blobs(repo: Path, blobs: Iterable[str]) -> dict[str, str]:
     return result
 
 
+_PIN_SECTIONS = ("image", "model")
+_TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:(.*)$")
+# Strings for PyYAML (YAML 1.1) that YAML 1.2 (ruamel, read_pin_text) reads as numbers, null or bools.
+_NOT_STR_IN_12 = re.compile(r"^([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|"
+                            r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|~|null|Null|NULL|true|True|TRUE|false|False|FALSE)$")
+_UNUSUAL = re.compile(r"[&*!{}\[\]|>\t]|^---|^\.\.\.", re.M)
+
+
+def fast_pin_text(text: str, display: str) -> ReleasePin:
+    """read_pin_text for history-sized reads: only the image and model blocks go through a C YAML parser.
+
+    A values file is mostly settings; the pin is two small top-level blocks. Anything this shortcut
+    is not sure about (flow style, anchors, tags, block scalars, repeated keys, a value that YAML
+    would read as a float or bool, a parse error) goes to bot.values.read_pin_text, which stays the
+    definition; a test checks both agree.
+    """
+    import yaml
+
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line[:1] not in ("", " ", "#"):
+            match = _TOP_KEY.match(line)
+            if match is None:
+                return read_pin_text(text, display)
+            key = match.group(1)
+            if key in _PIN_SECTIONS:
+                if key in blocks or match.group(2).split("#")[0].strip():
+                    return read_pin_text(text, display)
+                current = blocks[key] = [f"{key}:"]
+            else:
+                current = None
+        elif current is not None:
+            current.append(line)
+    snippet = "\n".join(line for block in blocks.values() for line in block)
+    if _UNUSUAL.search(snippet):
+        return read_pin_text(text, display)
+    try:
+        doc = yaml.load(snippet, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except yaml.YAMLError:
+        return read_pin_text(text, display)
+    sections = {}
+    for name, keys in (("image", IMAGE_KEYS), ("model", MODEL_KEYS)):
+        section = doc.get(name) or {}
+        if not isinstance(section, dict):
+            return read_pin_text(text, display)
+        values = {}
+        for key in keys:
+            value = section.get(key)
+            # Only strings that both YAML versions read alike; the rest (version: 2, tag: 1e5) the slow way.
+            if value is not None and (not isinstance(value, str) or _NOT_STR_IN_12.match(value)):
+                return read_pin_text(text, display)
+            values[key] = "" if value is None else str(value)
+        sections[name] = values
+    return ReleasePin(ImagePin(**sections["image"]), ModelPin(**sections["model"]))
+
+
 class PinCache:
     """Parsed pins by blob sha: a blob never changes, so each is parsed once per process."""
 
@@ -214,7 +272,7 @@ class PinCache:
             parsed: tuple[ReleasePin | None, str] = (None, "deleted")
         else:
             try:
-                parsed = (read_pin_text(text, display), "")
+                parsed = (fast_pin_text(text, display), "")
             except EnvbotError as exc:
                 parsed = (None, str(exc))
         self._pins[blob] = parsed

@@ -130,6 +130,17 @@ def chart_version(policy: Policy, app_name: str) -> str:
     return "latest (not pinned)"
 
 
+def chart_dirs(policy: Policy, root: Path) -> list[str]:
+    """The in-repo chart directories of the apps, relative to the repo root (what the diff page renders)."""
+    dirs = set()
+    for app in policy.apps.values():
+        if app.chart.path:
+            chart = (policy.root / app.chart.path).resolve()
+            if chart.is_relative_to(root.resolve()):
+                dirs.add(chart.relative_to(root.resolve()).as_posix())
+    return sorted(dirs)
+
+
 class LRU:
     """A small thread-safe cache of results that never change for their key."""
 
@@ -211,6 +222,7 @@ class RepoState:
         assert self.mirror is not None
         with self.mirror.lock:
             policy = load_policy(self.mirror.path)
+            self.mirror.include(chart_dirs(policy, self.mirror.path))
             versions = {app: chart_version(policy, app) for app in policy.apps}
         timeline = build_timeline(self.mirror.path, head, tracked_paths(policy), self._pins)
         cells = {}
