@@ -75,6 +75,8 @@ class Snapshot:
     chart_versions: dict[str, str]                     # app -> chart version in effect
     cells: dict[tuple[str, str], Cell]                 # (app, env) -> cell
     argocd: bool = False
+    # (app, src env) -> Argo CD's promotion gate for src's release (bot.argocd.check_promotion_gate).
+    argocd_gates: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def apps(self) -> list[str]:
@@ -91,12 +93,16 @@ class Snapshot:
             a, b = self.cells[(app, src.name)], self.cells[(app, dst.name)]
             if a.pin is None or not a.pin.image.digest or (b.pin is not None and same_release(a.pin, b.pin)):
                 continue
-            result.append(Pending(app, src.name, dst.name, a.pin, gates_for(a, dst, now)))
+            gates = gates_for(a, dst, now)
+            argocd = self.argocd_gates.get((app, src.name))
+            if argocd is not None and not argocd.ok:
+                gates.append(Gate("argocd", f"Argo CD: {argocd.reason}"))
+            result.append(Pending(app, src.name, dst.name, a.pin, gates))
         return result
 
 
 def gates_for(src: Cell, dst: Environment, now: datetime) -> list[Gate]:
-    """The gates of promotion.yaml that hold SRC's release back from DST now (as `envbot promote` checks)."""
+    """The soak and freeze gates that hold SRC's release back from DST now (as `envbot promote` checks)."""
     gates = []
     if dst.soak and src.origin is not None:
         landed = datetime.fromtimestamp(src.origin.when, UTC)
@@ -108,8 +114,6 @@ def gates_for(src: Cell, dst: Environment, now: datetime) -> list[Gate]:
         window, start = freeze
         gates.append(Gate("freeze", f"freeze '{window.schedule}' ({window.timezone})",
                           (start + window.duration).astimezone(UTC)))
-    if src.sync and (src.sync != "Synced" or src.health != "Healthy"):
-        gates.append(Gate("argocd", f"Argo CD: {src.env} is {src.sync}/{src.health}"))
     return gates
 
 
@@ -234,7 +238,7 @@ class RepoState:
         return snapshot
 
     def _update_argocd(self, snapshot: Snapshot) -> None:
-        from bot.argocd import ArgoCDError
+        from bot.argocd import ArgoCDError, check_promotion_gate
 
         if self.argocd_factory is None:
             return
@@ -252,6 +256,20 @@ class RepoState:
                 cell.sync, cell.health, cell.argocd_error = status.sync_status, status.health_status, ""
             except ArgoCDError as exc:
                 cell.sync, cell.health, cell.argocd_error = "Unknown", "Unknown", str(exc).splitlines()[0]
+        # The gate `envbot promote` applies: the source runs the release's commit, Synced and Healthy,
+        # for the destination's soak time.
+        gates = {}
+        envs = snapshot.policy.environments
+        for app in snapshot.apps:
+            for src, dst in itertools.pairwise(envs):
+                cell, after = snapshot.cells[(app, src.name)], snapshot.cells[(app, dst.name)]
+                if cell.origin is None or cell.pin is None or (after.pin is not None
+                                                               and same_release(cell.pin, after.pin)):
+                    continue
+                gates[(app, src.name)] = check_promotion_gate(
+                    client, snapshot.policy.app(app).application(src.name), cell.origin.sha, dst.soak,
+                    datetime.now(UTC))
+        snapshot.argocd_gates = gates
 
     def workdir(self) -> Path:
         assert self.mirror is not None
