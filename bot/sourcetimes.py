@@ -8,8 +8,10 @@ answer is cached for the life of the process: a digest's labels and a commit's t
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -25,6 +27,27 @@ from bot.values import ImagePin
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
 # Commits a single release may bring that are listed one by one; beyond, the oldest are dropped.
 MAX_COMMITS_PER_RELEASE = 2_000
+
+
+def clone_env() -> dict[str, str]:
+    """The environment for cloning a source repository named by an image label.
+
+    The label is written by whoever built the image, so the URL may be any host: credentials that
+    the caller passed for every host (an unscoped http.extraHeader in GIT_CONFIG_*, as CI does for
+    the environments repo) are left out. URL-scoped entries (http.<url>.extraHeader) stay: git
+    sends them only to their host.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))}
+    kept = []
+    for index in range(int(env.pop("GIT_CONFIG_COUNT", "0") or 0)):
+        key = os.environ.get(f"GIT_CONFIG_KEY_{index}", "")
+        if key.lower() != "http.extraheader":
+            kept.append((key, os.environ.get(f"GIT_CONFIG_VALUE_{index}", "")))
+    for index, (key, value) in enumerate(kept):
+        env[f"GIT_CONFIG_KEY_{index}"], env[f"GIT_CONFIG_VALUE_{index}"] = key, value
+    env["GIT_CONFIG_COUNT"] = str(len(kept))
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
 
 
 class SourceUnknown(Exception):
@@ -46,6 +69,8 @@ class SourceTimes:
         self._labels: dict[str, dict[str, str] | SourceUnknown] = {}
         self._unreachable: dict[str, str] = {}              # registry host -> why: asked once per run
         self._repos: dict[str, Path | SourceUnknown] = {}
+        self._graphs: dict[str, dict[str, tuple[tuple[str, ...], int]]] = {}
+        self._ancestor_sets: dict[tuple[str, str], frozenset[str]] = {}
         self._tmp: Path | None = None
         self._lock = threading.RLock()
 
@@ -104,47 +129,85 @@ class SourceTimes:
         if self._tmp is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="envbot-sources-"))
         target = self._tmp / f"src{len(self._repos)}.git"
-        runner = git.Git()
-        runner.update_environment(**git_env())
-        try:
-            # Commits only: metrics read times and ancestry, never file contents.
-            runner.clone("--quiet", "--bare", "--filter=blob:none", "--no-tags", "--", source, str(target))
-        except git.GitCommandError as exc:
-            lines = (exc.stderr or str(exc)).strip().splitlines()
-            return SourceUnknown(f"source repository {source} is not reachable: {lines[-1] if lines else exc}")
+        # Commits only: metrics read times and ancestry, never file contents.
+        proc = subprocess.run(["git", "clone", "--quiet", "--bare", "--filter=blob:none", "--no-tags", "--",
+                               source, str(target)], capture_output=True, text=True, check=False,
+                              env=clone_env(), timeout=600)
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            reason = lines[-1] if lines else f"git clone exited with {proc.returncode}"
+            return SourceUnknown(f"source repository {source} is not reachable: {reason}")
         return target
 
     def new_commits(self, source: str, revision: str, deployed_before: list[str]) -> list[tuple[str, int]]:
         """(sha, commit time) of REVISION's commits not in any of DEPLOYED_BEFORE, newest first.
 
-        With nothing deployed before (the environment's first release we can place in the source
-        history) only REVISION itself counts: its ancestors' age says nothing about this delivery.
+        `git rev-list REVISION --not DEPLOYED_BEFORE...`, answered from the source repository's commit
+        graph read once (one process per repository, not one per release). With nothing deployed
+        before (the environment's first release we can place in the source history) only REVISION
+        itself counts: its ancestors' age says nothing about this delivery.
         """
-        repo = self._repo(source)
-        runner = git.Git(str(repo))
-        runner.update_environment(**git_env())
-        known = [r for r in deployed_before if _SHA.match(r) and self._has(runner, r)]
-        if not self._has(runner, revision):
+        graph = self._graph(source)
+        full = self._full(source, revision)
+        if full is None:
             raise SourceUnknown(f"revision {revision[:12]} is not in {source}")
-        limit = MAX_COMMITS_PER_RELEASE if known else 1
-        out = runner.rev_list(f"--max-count={limit}", "--format=%ct", revision,
-                              *[f"^{r}" for r in known])
+        known = [self._ancestors(source, sha) for sha in
+                 dict.fromkeys(s for s in (self._full(source, r) for r in deployed_before) if s)]
+        if not known:
+            return [(full, graph[full][1])]
         commits: list[tuple[str, int]] = []
-        sha = ""
-        for line in out.splitlines():
-            if line.startswith("commit "):
-                sha = line.split()[1]
-            elif line.strip():
-                commits.append((sha, int(line)))
-        return commits
+        seen = {full}
+        stack = [full]
+        while stack and len(commits) < MAX_COMMITS_PER_RELEASE:
+            sha = stack.pop()
+            if any(sha in ancestors for ancestors in known):
+                continue
+            parents, committed = graph[sha]
+            commits.append((sha, committed))
+            for parent in parents:
+                if parent in graph and parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        return sorted(commits, key=lambda c: c[1], reverse=True)
 
-    @staticmethod
-    def _has(runner: git.Git, revision: str) -> bool:
-        try:
-            runner.rev_parse("--verify", "--quiet", f"{revision}^{{commit}}")
-            return True
-        except git.GitCommandError:
-            return False
+    def _graph(self, source: str) -> dict[str, tuple[tuple[str, ...], int]]:
+        """sha -> (parents, committer time) of every commit of SOURCE's branches."""
+        with self._lock:
+            if source not in self._graphs:
+                repo = self._repo(source)
+                runner = git.Git(str(repo))
+                runner.update_environment(**git_env())
+                graph = {}
+                for line in runner.rev_list("--all", "--parents", "--timestamp").splitlines():
+                    stamp, sha, *parents = line.split()
+                    graph[sha] = (tuple(parents), int(stamp))
+                self._graphs[source] = graph
+            return self._graphs[source]
+
+    def _full(self, source: str, revision: str) -> str | None:
+        """The full sha of REVISION (a label may hold an abbreviated one), None when SOURCE lacks it."""
+        graph = self._graph(source)
+        if revision in graph:
+            return revision
+        if not _SHA.match(revision):
+            return None
+        matches = [sha for sha in graph if sha.startswith(revision)]
+        return matches[0] if len(matches) == 1 else None
+
+    def _ancestors(self, source: str, revision: str) -> frozenset[str]:
+        with self._lock:
+            key = (source, revision)
+            if key not in self._ancestor_sets:
+                graph = self._graph(source)
+                seen = {revision}
+                stack = [revision]
+                while stack:
+                    for parent in graph[stack.pop()][0]:
+                        if parent in graph and parent not in seen:
+                            seen.add(parent)
+                            stack.append(parent)
+                self._ancestor_sets[key] = frozenset(seen)
+            return self._ancestor_sets[key]
 
     def close(self) -> None:
         if self._tmp is not None:

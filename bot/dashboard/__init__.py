@@ -7,6 +7,7 @@ Nothing is loaded from outside the application; nothing is written anywhere.
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,7 +39,11 @@ def create_app(settings: DashboardSettings) -> Flask:
     state = RepoState(settings.repo, settings.branch, settings.refresh_seconds,
                       argocd_factory=ArgoCDClient.from_env if settings.argocd else None)
     app.extensions["envbot_state"] = state
+    # The clone lives in a temporary directory: remove it when the serving process ends.
+    atexit.register(state.close)
     app.extensions["envbot_sources"] = None if settings.offline else SourceTimes()
+    if app.extensions["envbot_sources"] is not None:
+        atexit.register(app.extensions["envbot_sources"].close)
     for blueprint in (matrix.blueprint, history.blueprint, diff.blueprint, metrics.blueprint):
         app.register_blueprint(blueprint)
 
