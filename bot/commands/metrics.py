@@ -75,7 +75,7 @@ def format_report(report: dict) -> str:
         rate = "-" if cfr["rate"] is None else f"{cfr['rate'] * 100:.0f}% ({cfr['failed']}/{cfr['changes']})"
         unknown_count = lead["changes_with_unknown_lead_time"]
         unknown = f" ({unknown_count} unknown)" if unknown_count else ""
-        rows.append([env["env"], str(freq["deployments"]), f"{freq['per_week']:.1f}",
+        rows.append([env["env"], str(freq["deployments"]), f"{freq['per_week']:.2f}",
                      f"{format_seconds(lead['median_seconds'])} over {lead['commits']} commits{unknown}",
                      rate, f"{format_seconds(ttr['median_seconds'])} ({ttr['restores']})"])
     apps = ", ".join(report["apps"])
