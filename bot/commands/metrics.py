@@ -49,6 +49,8 @@ def window(since: str, until: str | None, now: datetime | None = None) -> tuple[
         start = end - parse_duration(since)
     except ValueError:
         start = parse_when(since, "--since")
+    except OverflowError:
+        raise EnvbotError(f"--since {since}: reaches before year 1") from None
     if start >= end:
         raise EnvbotError(f"--since {since} is not before --until {end.isoformat()}")
     return int(start.timestamp()), int(end.timestamp())

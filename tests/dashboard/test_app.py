@@ -63,6 +63,7 @@ def test_bad_input_and_read_only(history, monkeypatch: pytest.MonkeyPatch) -> No
     assert client.get("/env/prod?app=nope").status_code == 404
     assert client.get("/env/prod?page=x").status_code == 400
     assert client.get("/metrics?since=yesterday").status_code == 400
+    assert client.get("/metrics?since=99999999d").status_code == 400
     for rev in ("--output=/tmp/x", "HEAD:environments", "a b"):
         response = client.get(f"/diff?app=ai-app&a=prod@{rev}&b=prod")
         assert response.status_code == 400
