@@ -4,7 +4,7 @@ The environments repo is generated with `git fast-import`: every commit is an en
 of one app in dev, a promotion dev -> staging or staging -> prod, or (for every third app) a rollback
 of prod that reverts the app's last prod promotion (Envbot-Reverts naming its commit), spread over
 100 days.
-The images are in a local OCI registry over TLS with revision and source labels pointing at a local
+The images are in a local OCI registry over TLS with revision labels; promotion.yaml names the local
 source repository, so lead times are looked up for real (registry /v2 calls and git).
 
 Page times: `envbot dashboard` is started on 127.0.0.1, each page is loaded once (the first load,
@@ -80,11 +80,12 @@ def push_image(reg: registry_service.Registry, repository: str, tag: str, labels
         return resp.headers["Docker-Content-Digest"]
 
 
-def generate(remote: Path, commits: int, image: str, digests: list[str], start: int) -> None:
+def generate(remote: Path, commits: int, image: str, digests: list[str], start: int, source: str = "") -> None:
     """The environments repo: COMMITS commits of updates, promotions and rollbacks over DAYS days."""
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    source_line = f'    source: "{source}"\n' if source else ""
     apps_yaml = "".join(f'  app{i:03d}:\n    values: "apps/app{i:03d}/{{env}}/values.yaml"\n'
-                        f'    chart:\n      path: ../charts/ai-app\n' for i in range(APPS))
+                        f'    chart:\n      path: ../charts/ai-app\n{source_line}' for i in range(APPS))
     policy = (REPO_ROOT / "environments" / "promotion.yaml").read_text()
     environments = policy.split("\nenvironments:", 1)[1].split("    freeze:")[0]
     texts = templates(image)
@@ -191,29 +192,36 @@ def main() -> int:
                 del env[key]
             start = int(time.time()) - DAYS * 86_400
             revisions = source_repo(tmp / "source", start - 86_400, IMAGES)
-            source = (tmp / "source").as_uri()
-            digests = [push_image(reg, "ai-app", f"b{i}", {"org.opencontainers.image.revision": revisions[i],
-                                                          "org.opencontainers.image.source": source})
+            # The source repository is named in promotion.yaml (image labels may name only forge hosts).
+            digests = [push_image(reg, "ai-app", f"b{i}", {"org.opencontainers.image.revision": revisions[i]})
                        for i in range(IMAGES)]
             remote = tmp / "environments.git"
             began = time.perf_counter()
-            generate(remote, opts.commits, f"{reg.host}/ai-app", digests, start)
+            generate(remote, opts.commits, f"{reg.host}/ai-app", digests, start, str(tmp / "source"))
             print(f"generated {opts.commits:,} commits, {APPS} apps x {len(ENVS)} environments "
                   f"in {time.perf_counter() - began:.1f} s", flush=True)
 
             def metrics(*extra: str) -> tuple[float, float]:
                 """(wall seconds, CPU seconds of envbot and its git children)."""
                 began, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-                subprocess.run([sys.executable, "-m", "bot.main", "metrics", "--repo", str(remote), "--json",
-                                *extra], env=env, cwd=REPO_ROOT, check=True, capture_output=True)
+                proc = subprocess.run([sys.executable, "-m", "bot.main", "metrics", "--repo", str(remote), "--json",
+                                       *extra], env=env, cwd=REPO_ROOT, check=True, capture_output=True, text=True)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                prod = json.loads(proc.stdout)["environments"][-1]
+                facts[extra] = (prod["deployment_frequency"]["deployments"], prod["lead_time_for_changes"]["commits"],
+                                prod["lead_time_for_changes"]["changes_with_unknown_lead_time"],
+                                prod["change_failure_rate"]["rate"])
                 return (time.perf_counter() - began,
                         after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime)
 
+            facts: dict[tuple[str, ...], tuple] = {}
             for label, extra in (("with registry and source lookups", ()), ("--offline", ("--offline",))):
                 runs = [metrics(*extra) for _ in range(opts.runs)]
+                deployments, commits, unknown, rate = facts[extra]
                 print(f"envbot metrics (30d, all apps) {label}: {statistics.median(r[0] for r in runs):.2f} s wall, "
-                      f"{statistics.median(r[1] for r in runs):.2f} s CPU (median of {opts.runs})", flush=True)
+                      f"{statistics.median(r[1] for r in runs):.2f} s CPU (median of {opts.runs}); prod: "
+                      f"{deployments} deployments, lead time over {commits} source commits ({unknown} changes "
+                      f"unknown), change failure rate {rate}", flush=True)
 
             began = time.perf_counter()
             with dashboard_service.start(str(remote), tmp / "dashboard.log", ["--refresh", "3600"],

@@ -9,7 +9,6 @@ answer is cached for the life of the process: a digest's labels and a commit's t
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -19,12 +18,12 @@ from pathlib import Path
 
 import git
 
+from bot.changelog import label_source_problem, normalize_revision
 from bot.git import git_env, is_url
 from bot.output import EnvbotError
 from bot.registry import REVISION_LABEL, SOURCE_LABEL, ImageRef, RegistryClient, parse_image_ref
 from bot.values import ImagePin
 
-_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 # Commits a single release may bring that are listed one by one; beyond, the oldest are dropped.
 MAX_COMMITS_PER_RELEASE = 2_000
 
@@ -85,13 +84,22 @@ class SourceTimes:
                 self._labels[image.digest] = labels
         if isinstance(labels, SourceUnknown):
             raise labels
-        revision = labels.get(REVISION_LABEL, "").strip()
-        if not _SHA.match(revision):
-            raise SourceUnknown(f"image {image.digest[:19]} has no {REVISION_LABEL} label")
-        source = labels.get(SOURCE_LABEL, "").strip() or self.default_source.get(app, "")
+        label = labels.get(REVISION_LABEL)
+        revision = normalize_revision(label)
+        if revision is None:
+            raise SourceUnknown(f"image {image.digest[:19]} has no {REVISION_LABEL} label" if not label else
+                                f"image {image.digest[:19]}: its {REVISION_LABEL} label is not a 40- or "
+                                f"64-hex-character commit id")
+        # promotion.yaml's apps.*.source is the operators' choice; a label is anyone's who can push an
+        # image, so it is used only when it names a forge repository (bot.changelog's rule).
+        source, problem = labels.get(SOURCE_LABEL, "").strip(), ""
+        if source and (problem := label_source_problem(source) or ""):
+            source = ""
+        source = source or self.default_source.get(app, "")
         if not source:
-            raise SourceUnknown(f"image {image.digest[:19]} has no {SOURCE_LABEL} label and promotion.yaml "
-                                f"names no source for app {app}")
+            why = f"its {SOURCE_LABEL} label is not used ({problem})" if problem else f"no {SOURCE_LABEL} label"
+            raise SourceUnknown(f"image {image.digest[:19]}: {why}, and promotion.yaml names no source "
+                                f"for app {app}")
         return ImageSource(revision, source)
 
     def _fetch_labels(self, image: ImagePin) -> dict[str, str] | SourceUnknown:
@@ -185,14 +193,11 @@ class SourceTimes:
             return self._graphs[source]
 
     def _full(self, source: str, revision: str) -> str | None:
-        """The full sha of REVISION (a label may hold an abbreviated one), None when SOURCE lacks it."""
+        """REVISION when SOURCE has it, else None."""
         graph = self._graph(source)
         if revision in graph:
             return revision
-        if not _SHA.match(revision):
-            return None
-        matches = [sha for sha in graph if sha.startswith(revision)]
-        return matches[0] if len(matches) == 1 else None
+        return None
 
     def _ancestors(self, source: str, revision: str) -> frozenset[str]:
         with self._lock:

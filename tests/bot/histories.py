@@ -35,7 +35,7 @@ APP_ENTRY = """\
     values: "{{env}}/{values}"
     chart:
       path: ../charts/ai-app
-"""
+{source}"""
 VALUES = """\
 # {app} in {env}
 image:
@@ -78,6 +78,7 @@ class History:
     root: Path
     apps: tuple[str, ...] = ("ai-app",)
     values_name: str = "values.yaml"
+    sources: dict[str, str] = field(default_factory=dict)     # app -> promotion.yaml `source`
     remote: Path = field(init=False)
     work: Path = field(init=False)
 
@@ -98,7 +99,8 @@ class History:
 
     def init(self, pins: dict[str, ReleasePin], when: str, chart_from: Path | None = None) -> str:
         """promotion.yaml, every app's values in every env (PINS per env), the chart; one commit."""
-        entries = "".join(APP_ENTRY.format(app=a, values=self.values_name if a == "ai-app" else f"{a}.yaml")
+        entries = "".join(APP_ENTRY.format(app=a, values=self.values_name if a == "ai-app" else f"{a}.yaml",
+                                           source=f'    source: "{self.sources[a]}"\n' if a in self.sources else "")
                           for a in self.apps)
         (self.work / "environments").mkdir(exist_ok=True)
         (self.work / "environments" / "promotion.yaml").write_text(POLICY.format(apps=entries.rstrip("\n")))

@@ -18,10 +18,11 @@ DAY = 86_400
 WINDOW = ("--since", "2026-01-01", "--until", "2026-01-31")
 
 
-def build_scenario(root: Path, pins: dict) -> tuple[History, dict[str, str]]:
+def build_scenario(root: Path, pins: dict, source: str | None = None) -> tuple[History, dict[str, str]]:
     """prod: B updated and rolled back, C promoted (PR), a settings edit, D pinned by hand, D reverted by
-    hand and the revert reverted; staging: E, which never reaches prod; app `other`: B in prod."""
-    h = History(root, apps=("ai-app", "other"))
+    hand and the revert reverted; staging: E, which never reaches prod; app `other`: B in prod.
+    SOURCE: promotion.yaml's source repository of both apps."""
+    h = History(root, apps=("ai-app", "other"), sources={"ai-app": source, "other": source} if source else {})
     h.init({"dev": pins["A"], "staging": pins["A"], "prod": pins["A"]}, "2025-12-01T00:00:00Z")
     shas = {}
     shas["B"] = h.update("prod", pins["B"], "2026-01-03T00:00:00Z")
@@ -160,10 +161,11 @@ def test_lead_time_from_revision_labels_in_the_registry(tmp_path: Path, oci_regi
     for release, revision in REVISION_OF.items():
         digest = build_and_push(base_image, name, release.lower(), {
             "org.opencontainers.image.revision": src.commits[revision],
-            "org.opencontainers.image.source": src.path.as_uri(),
+            # A label may name only a forge repository: this local one is ignored for promotion.yaml's.
+            "org.opencontainers.image.source": (tmp_path / "elsewhere").as_uri(),
         })
         pins[release] = pin(release.lower(), repository=name, digest=digest)
-    h, shas = build_scenario(tmp_path / "envs", pins)
+    h, shas = build_scenario(tmp_path / "envs", pins, source=str(src.path))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "REQUESTS_CA_BUNDLE": str(oci_registry.ca_file)}
     envs = by_env(envbot_json("--repo", str(h.remote), "--app", "ai-app", *WINDOW, env=env))
 
@@ -195,13 +197,12 @@ def test_lead_time_unknown_when_the_source_is_out_of_reach(tmp_path: Path, oci_r
     name = f"{oci_registry.host}/metrics-nolabel"
     pins = {}
     for release in REVISION_OF:
-        labels = {"org.opencontainers.image.revision": "0" * 40, "org.opencontainers.image.version": release,
-                  "org.opencontainers.image.source": (tmp_path / "gone").as_uri()}
+        labels = {"org.opencontainers.image.revision": "0" * 40, "org.opencontainers.image.version": release}
         if release == "C":
             labels = {"org.opencontainers.image.description": "no revision"}
         digest = build_and_push(base_image, name, f"nl-{release.lower()}", labels)
         pins[release] = pin(f"nl-{release.lower()}", repository=name, digest=digest)
-    h, shas = build_scenario(tmp_path / "envs", pins)
+    h, shas = build_scenario(tmp_path / "envs", pins, source=(tmp_path / "gone").as_uri())
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "REQUESTS_CA_BUNDLE": str(oci_registry.ca_file)}
     prod = by_env(envbot_json("--repo", str(h.remote), "--app", "ai-app", "--env", "prod", *WINDOW, env=env))["prod"]
     unknown = {u["commit"]: u["reason"] for u in prod["lead_time_for_changes"]["unknown"]}
