@@ -38,23 +38,25 @@ from devenv import dashboard as dashboard_service  # noqa: E402
 from devenv import helm  # noqa: E402
 from devenv import registry as registry_service  # noqa: E402
 
-IMAGES = 20
+IMAGES = 500                 # CI builds over the 100 days: each dev update takes the newest
 DAYS = 100
 
 
 def source_repo(path: Path, start: int, count: int) -> list[str]:
-    """A source repository with COUNT commits, one a day from START; their shas, oldest first."""
+    """A source repository with COUNT commits spread over DAYS days from START; their shas, oldest first."""
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    shas = []
+    stream = []
     for i in range(count):
-        when = f"@{start + i * 86_400 * DAYS // count} +0000"
-        env = {**os.environ, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when, "GIT_AUTHOR_NAME": "Dev",
-               "GIT_AUTHOR_EMAIL": "dev@example.com", "GIT_COMMITTER_NAME": "Dev",
-               "GIT_COMMITTER_EMAIL": "dev@example.com"}
-        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"change {i}"], cwd=path, env=env, check=True)
-        shas.append(subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
-                                   check=True).stdout.strip())
-    return shas
+        when = start + i * 86_400 * DAYS // count
+        message = f"change {i}".encode()
+        stream.append(f"commit refs/heads/main\nmark :{i + 1}\ncommitter Dev <dev@example.com> {when} +0000\n"
+                      f"data {len(message)}\n".encode() + message + b"\nM 100644 inline app.txt\n"
+                      + f"data {len(str(i))}\n{i}\n\n".encode())
+    marks = path / "marks"
+    subprocess.run(["git", "fast-import", "--quiet", f"--export-marks={marks}"], cwd=path, input=b"".join(stream),
+                   check=True)
+    by_mark = dict(line.split() for line in marks.read_text().splitlines())
+    return [by_mark[f":{i + 1}"] for i in range(count)]
 
 
 def push_image(reg: registry_service.Registry, repository: str, tag: str, labels: dict[str, str]) -> str:
@@ -140,7 +142,8 @@ def generate(remote: Path, commits: int, image: str, digests: list[str], start: 
             reverted, image = prod_history[app].pop()
             action, env, extra = "rollback", "prod", f"Envbot-Reverts: {sha_of(reverted)}\n"
         else:
-            image = (pins[(app, "dev")] + 1) % len(digests)
+            # The newest build at that time (a newer one than dev runs, unless none was made since).
+            image = max(n * len(digests) // commits, pins[(app, "dev")] + 1) % len(digests)
             action, env, extra = "update", "dev", ""
         if action == "promote" and env == "prod":
             prod_history.setdefault(app, []).append((mark, pins[(app, "prod")]))

@@ -209,6 +209,12 @@ _NOT_STR_IN_12 = re.compile(r"^([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]
 _UNUSUAL = re.compile(r"[&*!{}\[\]|>\t]|^---|^\.\.\.", re.M)
 
 
+def _quoted(block: list[str], key: str, value: str) -> bool:
+    """Whether BLOCK writes KEY's VALUE in quotes on one line (then it is a string in every YAML version)."""
+    pattern = re.compile(rf"""^\s+{re.escape(key)}\s*:\s*(["']){re.escape(value)}\1\s*(#.*)?$""")
+    return any(pattern.match(line) for line in block)
+
+
 def fast_pin_text(text: str, display: str) -> ReleasePin:
     """read_pin_text for history-sized reads: only the image and model blocks go through a C YAML parser.
 
@@ -250,8 +256,10 @@ def fast_pin_text(text: str, display: str) -> ReleasePin:
         values = {}
         for key in keys:
             value = section.get(key)
-            # Only strings that both YAML versions read alike; the rest (version: 2, tag: 1e5) the slow way.
-            if value is not None and (not isinstance(value, str) or _NOT_STR_IN_12.match(value)):
+            # Only strings that both YAML versions read alike; the rest (version: 2, tag: 1e5) the slow
+            # way, unless the file quotes them (version: "2" is a string in both).
+            if value is not None and (not isinstance(value, str) or (
+                    _NOT_STR_IN_12.match(value) and not _quoted(blocks[name], key, value))):
                 return read_pin_text(text, display)
             values[key] = "" if value is None else str(value)
         sections[name] = values

@@ -15,6 +15,9 @@ BASE = (REPO_ROOT / "environments" / "prod" / "values.yaml").read_text()
 VARIANTS = {
     "repo files": None,
     "unquoted int version": BASE.replace('version: "1"', "version: 1"),
+    "quoted int version": BASE.replace('version: "1"', "version: '1'"),
+    "quoted float tag": BASE.replace('tag: "1a2b3c4"', 'tag: "1e5"'),
+    "escaped quote": BASE.replace('tag: "1a2b3c4"', 'tag: "1\\"2"'),
     "float-looking tag": BASE.replace('tag: "1a2b3c4"', "tag: 1e5"),
     "octal tag (1.2)": BASE.replace('tag: "1a2b3c4"', "tag: 0o17"),
     "yes as tag": BASE.replace('tag: "1a2b3c4"', "tag: yes"),
@@ -53,3 +56,16 @@ def test_broken_yaml_reports_like_read_pin_text(tmp_path: Path) -> None:
     text = BASE.replace('tag: "1a2b3c4"', 'tag: "1a2b3c4')
     with pytest.raises(EnvbotError, match=r"values.yaml:\d+: malformed YAML"):
         fast_pin_text(text, "values.yaml")
+
+
+def test_envbot_written_files_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortcut must hold for what envbot writes (quoted "2" versions included), or history reads crawl."""
+    import bot.timeline
+
+    def slow(text: str, display: str) -> None:
+        raise AssertionError(f"{display} fell back to read_pin_text")
+
+    texts = [p.read_text() for p in (REPO_ROOT / "environments").glob("*/values.yaml")]
+    expected = [read_pin_text(text, "values.yaml") for text in texts]
+    monkeypatch.setattr(bot.timeline, "read_pin_text", slow)
+    assert [fast_pin_text(text, "values.yaml") for text in texts] == expected
