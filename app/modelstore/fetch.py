@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from app.modelstore.backend import open_backend
 from app.modelstore.digest import file_sha256, normalize_sha256
 from app.modelstore.errors import DigestMismatch, ModelStoreError, TransientError
+from app.modelstore.factory import open_backend
 from app.modelstore.retry import Backoff
 from app.modelstore.uri import MODEL_FILE, parse_uri
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.modelstore.backend import Backend, open_backend
+from app.modelstore.backend import Backend
 from app.modelstore.digest import file_sha256
 from app.modelstore.errors import ModelExists, ModelNotFound, ModelStoreError
+from app.modelstore.factory import open_backend
 from app.modelstore.info import ModelInfo
 from app.modelstore.uri import parse_uri
 

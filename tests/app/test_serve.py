@@ -1,4 +1,4 @@
-"""`python -m app serve`: the real gunicorn server as a subprocess on 127.0.0.1 with two workers."""
+"""`python -m app serve`: the real server (granian) as a subprocess on 127.0.0.1 with two workers."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def worker_pids(server: Server, expected: int = 2) -> set[int]:
         pids = {
             int(str(entry["message"]).rsplit(" ", 1)[1])
             for entry in server.log_entries()
-            if str(entry["message"]).startswith("Booting worker with pid")
+            if str(entry["message"]).startswith("Spawning worker-")
         }
         if len(pids) >= expected or time.monotonic() > deadline:
             return pids
@@ -128,7 +128,7 @@ def test_endpoints_over_http(server: Server, trained_models: dict[str, TrainedMo
 def test_two_workers_share_one_preloaded_model(server: Server) -> None:
     assert len(worker_pids(server)) == 2
     loads = [e for e in server.log_entries() if e["message"] == "model loaded"]
-    assert len(loads) == 1  # loaded once, in the arbiter, before the workers forked
+    assert len(loads) == 1  # loaded once, in the main process, before the workers forked
     assert loads[0]["pid"] == server.process.pid
 
 
@@ -323,11 +323,11 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_busy_worker_leaves_new_connections_to_an_idle_one(tmp_path: Path) -> None:
-    # One thread per worker: while a worker runs the slow request it must not accept, so every new
-    # connection meanwhile is served by the other worker instead of queueing behind the slow one.
+def test_a_long_request_does_not_hold_up_short_ones(tmp_path: Path) -> None:
+    # Whichever worker took the long request, short requests meanwhile are answered: by the other
+    # worker, or by the busy worker's second app thread (onnxruntime releases the GIL while it runs).
     model = build_slow_model(tmp_path / "slow.onnx")
-    server = start_server(server_env(model, tmp_path, MODEL_NAME="slow", WEB_THREADS="1"), tmp_path)
+    server = start_server(server_env(model, tmp_path, MODEL_NAME="slow", WEB_THREADS="2"), tmp_path)
     try:
         url = f"{server.url}/v2/models/slow/infer"
 
@@ -348,14 +348,13 @@ def test_a_busy_worker_leaves_new_connections_to_an_idle_one(tmp_path: Path) -> 
         deadline = time.monotonic() + 60
         while scrape(server).get(in_progress_key, 0.0) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        for index in range(6):  # each on a new connection
-            response = requests.post(url, json=body(1), headers={"X-Request-ID": f"quick-{index}"}, timeout=60)
-            assert response.status_code == 200
+        with requests.Session() as session:  # one keep-alive connection, whichever worker holds it
+            for index in range(6):
+                response = session.post(url, json=body(1), headers={"X-Request-ID": f"quick-{index}"}, timeout=60)
+                assert response.status_code == 200
         # The premise: the slow request was still running while the quick ones were served.
         assert scrape(server)[in_progress_key] == 1
         slow.join(timeout=300)
-        pids = {str(e.get("request_id")): e["pid"] for e in server.log_entries() if e.get("route")}
-        assert {pids[f"quick-{index}"] for index in range(6)} == worker_pids(server) - {pids["slow"]}
     finally:
         server.stop(timeout=120)
 
