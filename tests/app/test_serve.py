@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -315,10 +316,34 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         assert result["response"].status_code == 200
         assert result["response"].headers["Inference-Header-Content-Length"]
         assert server.process.wait(timeout=120) == 0
+        # Workers exit cleanly: no C++ runtime abort at exit (a raw "terminate called ..." line would
+        # fail the JSON parse) and no worker the server saw die.
+        messages = [str(entry["message"]) for entry in server.log_entries()]
+        assert not [m for m in messages if "Unexpected exit" in m or "SIGABRT" in m]
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{server.url}/v2/health/live", timeout=5)
         # The serve command removes the metrics directory it created under TMPDIR.
         assert not list(tmp_path.glob("ai-app-metrics-*"))
+    finally:
+        server.stop()
+
+
+def test_sigterm_drains_for_the_shutdown_delay_with_readiness_failing(
+    trained_models: dict[str, TrainedModel], tmp_path: Path
+) -> None:
+    model = trained_models["iris-logreg"]
+    server = start_server(server_env(model.path, tmp_path, SHUTDOWN_DELAY="3"), tmp_path)
+    try:
+        with requests.Session() as kept_alive:
+            assert kept_alive.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5).ok
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            # Still serving during the delay, on kept-alive and on new connections; only readiness fails.
+            assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
+            assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+            assert kept_alive.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5).ok
+            assert requests.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5).ok
+        assert server.process.wait(timeout=60) == 0
     finally:
         server.stop()
 
@@ -437,3 +462,58 @@ def test_unknown_verb_is_a_usage_error() -> None:
     )
     assert completed.returncode == 2
     assert "invalid choice: 'deploy'" in completed.stderr
+
+
+def raw_exchange(server: Server, data: bytes, timeout: float = 30) -> bytes:
+    """Send raw bytes on a new connection; everything the server sends until it closes the connection."""
+    host, port = server.url.removeprefix("http://").split(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        # The server may answer and close before taking everything.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        (b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    ],
+    ids=["bad-request-line", "uri-too-long", "headers-too-large", "bad-content-length"],
+)
+def test_errors_the_http_server_raises_itself(server: Server, request_bytes: bytes, status: int) -> None:
+    # hyper answers these before any Python runs: the status, no body (so no HTML), then it closes.
+    head, _, body = raw_exchange(server, request_bytes).partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"content-length: 0" in head.lower()
+    assert body == b""
+    assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+
+
+def test_oversized_bodies_are_refused_without_reading_them(server: Server) -> None:
+    # A declared length over MAX_REQUEST_BYTES is refused on the headers alone.
+    sized = raw_exchange(
+        server, b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{"
+    )
+    assert sized.startswith(b"HTTP/1.1 413 ")
+    assert b'{"error":"request body exceeds MAX_REQUEST_BYTES' in sized
+    # A chunked body is counted as it arrives and refused once it passes the limit (not cut and run).
+    chunk = b"%x\r\n%s\r\n" % (1024 * 1024, b" " * (1024 * 1024))
+    chunked = raw_exchange(
+        server,
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 12,
+    )
+    assert chunked.startswith(b"HTTP/1.1 413 ")
+    assert b"MAX_REQUEST_BYTES (8388608 bytes)" in chunked
