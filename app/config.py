@@ -58,9 +58,10 @@ class Settings:
     # Worker processes (the name is the common convention); 2 suits a pod with a 1-2 CPU limit.
     # The model is loaded once before they fork and shared.
     WEB_CONCURRENCY: int = 2
-    # Threads per worker running the app. Inference is CPU-bound, so more threads add GIL contention;
-    # 2 lets a short request pass a long one. Each thread may hold one request's peak memory.
-    WEB_THREADS: int = 2
+    # Threads per worker running the app. 1: on the worker's event loop, one request at a time (the
+    # least CPU per request). N > 1: a pool of N, so a short request can pass a long one, for N
+    # requests' peak memory per worker (docs/serving.md).
+    WEB_THREADS: int = 1
     # Seconds a request's headers may take to arrive, and an idle keep-alive connection may wait for
     # its next request; longer than common load balancer idle timeouts (nginx 60 s).
     HEADER_TIMEOUT: int = 65

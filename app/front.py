@@ -9,9 +9,11 @@ event loop instead, bounded in time (BODY_TIMEOUT, 408) and size (MAX_REQUEST_BY
 or not); only then is the Flask app called, with the body in memory. A stalled client costs a
 coroutine and a socket, never a thread.
 
-The WSGI app runs on a small thread pool per worker (WEB_THREADS): a long inference (onnxruntime
-releases the GIL) does not hold up the short requests behind it, and the pool size bounds how many
-requests a worker holds in memory at once (see docs/serving.md).
+With WEB_THREADS=1 (the default) the WSGI app runs on the event loop's thread, one request at a
+time per worker: the cheapest path (a hand-off to a thread costs about as much CPU as a small
+inference), and a worker holds at most one request's peak memory. With WEB_THREADS=N > 1 it runs on
+a pool of N threads, so a long inference (onnxruntime releases the GIL) does not hold up the short
+requests behind it in the same worker, for N requests' memory. See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any
 from app.v2.codec import JSON, error_body
 
 logger = logging.getLogger("app.front")
+
+# How often overdue body reads are looked for: a stalled body is answered within this after BODY_TIMEOUT.
+_SWEEP_SECONDS = 0.5
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -61,6 +66,7 @@ class HttpFront:
         self.body_timeout = body_timeout
         self.threads = threads
         self._executor: ThreadPoolExecutor | None = None
+        self._body_reads: dict[int, tuple[float, Any]] = {}
         self.drain_timeout = drain_timeout
         self._on_worker_start = on_worker_start
         self._on_worker_stop = on_worker_stop
@@ -81,8 +87,10 @@ class HttpFront:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        # Made in the worker: threads do not survive fork().
-        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="app")
+        if self.threads > 1:
+            # Made in the worker: threads do not survive fork().
+            self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="app")
+        loop.call_later(_SWEEP_SECONDS, self._sweep_body_reads)
         if self._on_worker_start is not None:
             self._on_worker_start()
 
@@ -119,9 +127,12 @@ class HttpFront:
                     payload,
                 )
                 return
-            status, headers, payload = await self._loop.run_in_executor(  # type: ignore[union-attr]
-                self._executor, self._call_app, scope, body
-            )
+            if self._executor is None:
+                status, headers, payload = self._call_app(scope, body)
+            else:
+                status, headers, payload = await self._loop.run_in_executor(  # type: ignore[union-attr]
+                    self._executor, self._call_app, scope, body
+                )
             protocol.response_bytes(status, headers, payload)
         finally:
             self.in_flight -= 1
@@ -143,9 +154,34 @@ class HttpFront:
                 )
             if length == 0:
                 return b""
-        return await self._bounded(self._collect(protocol))
+            # The server stops the body at Content-Length, so reading it whole is bounded.
+            return await self._sized_body(protocol)
+        try:
+            return await asyncio.wait_for(self._chunked_body(protocol), self.body_timeout)
+        except TimeoutError:
+            raise self._timed_out() from None
 
-    async def _collect(self, protocol: Any) -> bytes:
+    async def _sized_body(self, protocol: Any) -> bytes:
+        # Timed by the sweeper rather than asyncio.wait_for: no task and no timer per request.
+        reading = protocol()
+        key = id(reading)
+        self._body_reads[key] = (time.monotonic() + self.body_timeout, reading)
+        try:
+            return await reading
+        except asyncio.CancelledError:
+            raise self._timed_out() from None
+        finally:
+            del self._body_reads[key]
+
+    def _sweep_body_reads(self) -> None:
+        """Cancel body reads past their deadline (so their clients get 408), once a second."""
+        now = time.monotonic()
+        for deadline, reading in list(self._body_reads.values()):
+            if deadline <= now:
+                reading.cancel()
+        self._loop.call_later(_SWEEP_SECONDS, self._sweep_body_reads)  # type: ignore[union-attr]
+
+    async def _chunked_body(self, protocol: Any) -> bytes:
         chunks: list[bytes] = []
         size = 0
         async for chunk in protocol:
@@ -155,15 +191,10 @@ class HttpFront:
                     413, f"request body exceeds MAX_REQUEST_BYTES ({self.max_request_bytes} bytes)"
                 )
             chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return b"".join(chunks)
 
-    async def _bounded(self, reading: Any) -> bytes:
-        try:
-            return await asyncio.wait_for(reading, self.body_timeout)
-        except TimeoutError:
-            raise RequestBodyError(
-                408, f"request body did not arrive within BODY_TIMEOUT ({self.body_timeout:g} s)"
-            ) from None
+    def _timed_out(self) -> RequestBodyError:
+        return RequestBodyError(408, f"request body did not arrive within BODY_TIMEOUT ({self.body_timeout:g} s)")
 
     def _environ(self, scope: Any, body: bytes) -> dict[str, Any]:
         environ = self._base_environ.copy()

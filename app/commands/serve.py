@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to bind (default: $BIND_HOST or 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2)")
-    parser.add_argument("--threads", type=int, help="app threads per worker (default: $WEB_THREADS or 2)")
+    parser.add_argument("--threads", type=int, help="app threads per worker (default: $WEB_THREADS or 1)")
 
 
 def _metrics_dir() -> tuple[Path, bool]:

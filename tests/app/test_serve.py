@@ -284,7 +284,10 @@ def build_slow_model(path: Path) -> Path:
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     model = build_slow_model(tmp_path / "slow.onnx")
-    server = start_server(server_env(model, tmp_path, MODEL_NAME="slow", GRACEFUL_TIMEOUT="120"), tmp_path)
+    # Two app threads: with one, the worker running the slow request would answer the scrapes below
+    # only after it (requests run one at a time on its event loop).
+    env = server_env(model, tmp_path, MODEL_NAME="slow", GRACEFUL_TIMEOUT="120", WEB_THREADS="2")
+    server = start_server(env, tmp_path)
     try:
         x = np.ones((64, 256), dtype=np.float32)
         body = {
