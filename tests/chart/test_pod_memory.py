@@ -1,5 +1,5 @@
-"""The chart's memory limit holds the worst case its server defaults allow: a maximum-size request on
-every app thread of every worker at once, in a container limited to the chart's memory (docker
+"""The chart's memory limit holds the worst case its server defaults allow: maximum-size requests on
+every app thread of every worker at once (and more waiting), in a container limited to the chart's memory (docker
 --memory, through devenv.podrunner), with no worker or container killed for memory.
 """
 
@@ -74,7 +74,9 @@ def test_max_size_requests_on_every_thread_fit_the_chart_memory_limit(
             except requests.RequestException as exc:
                 statuses.append(type(exc).__name__)
 
-        for round_bodies in ([accepted] * (workers * threads * 2), [refused] * (workers * threads * 2)):
+        # At least the 8 at once that OOM-killed workers before (issue 12); those beyond workers x threads wait.
+        at_once = max(8, workers * threads * 2)
+        for round_bodies in ([accepted] * at_once, [refused] * at_once):
             senders = [threading.Thread(target=send, args=(body,)) for body in round_bodies]
             for sender in senders:
                 sender.start()
@@ -89,8 +91,8 @@ def test_max_size_requests_on_every_thread_fit_the_chart_memory_limit(
         )
         logs = pod.logs("inference")
         print(f"\ncontainer memory peak {peak.stdout.strip() or '(not available)'} bytes of {limit} (limit)")
-        assert statuses.count(200) == workers * threads * 2, statuses
-        assert statuses.count(413) == workers * threads * 2, statuses
+        assert statuses.count(200) == at_once, statuses
+        assert statuses.count(413) == at_once, statuses
         assert not state["OOMKilled"] and state["Running"]
         assert "Unexpected exit from worker" not in logs
         assert requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=10).status_code == 200
