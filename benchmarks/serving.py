@@ -141,6 +141,8 @@ def run_wrk(url: str, body: str, seconds: int, connections: int, threads: int, w
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    if "99" not in latency:
+        raise RuntimeError(f"wrk completed no requests against {url}:\n{output}")
     requests_total = int(re.search(r"(\d+) requests in", output).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -276,7 +278,7 @@ def best_mlserver(
     for setting in args.mlserver_parallel_workers:
         try:
             tried[setting] = bench_mlserver(model, args, work_dir, mlserver, setting)
-        except (SystemExit, subprocess.CalledProcessError) as exc:  # did not start, or wrk failed
+        except (SystemExit, subprocess.CalledProcessError, RuntimeError) as exc:  # did not start, or no answers
             tried[setting] = f"did not run: {exc}"
         print(f"{model.name} MLServer parallel_workers={setting}: {tried[setting]}", file=sys.stderr)
     ran = {k: v for k, v in tried.items() if isinstance(v, LoadResult) and v.errors == 0}
