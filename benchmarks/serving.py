@@ -140,7 +140,7 @@ def run_wrk(url: str, body: str, seconds: int, connections: int, threads: int, w
     )
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     if "99" not in latency:
         raise RuntimeError(f"wrk completed no requests against {url}:\n{output}")
     requests_total = int(re.search(r"(\d+) requests in", output).group(1))
