@@ -67,8 +67,8 @@ def stage(name: str) -> dict:
 # --- schema -------------------------------------------------------------------------------------
 
 
-def test_schema_is_the_shared_draft07_schema() -> None:
-    assert SCHEMA_PATH.is_file(), f"{SCHEMA_PATH} missing: clone shared/ beside the repository"
+def test_schema_is_the_packaged_draft07_schema() -> None:
+    assert SCHEMA_PATH.is_file(), f"{SCHEMA_PATH} missing: run scripts/bootstrap (check-jsonschema)"
     assert validator_for(None).schema["$schema"] == "http://json-schema.org/draft-07/schema#"
 
 
