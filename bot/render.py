@@ -6,6 +6,7 @@ import difflib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,15 @@ class ResourceDiff:
 
 
 def helm_binary() -> str:
+    """ENVBOT_HELM, else helm on PATH, else the helm installed beside envbot's Python (`.venv/bin`,
+    where scripts/bootstrap puts it), so `.venv/bin/envbot` works without the venv on PATH."""
     binary = os.environ.get("ENVBOT_HELM") or shutil.which("helm")
-    if not binary:
-        raise EnvbotError("helm is not installed: put helm on PATH or set ENVBOT_HELM")
-    return binary
+    if binary:
+        return binary
+    beside = Path(sys.executable).parent / "helm"
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    raise EnvbotError(f"helm is not installed: put helm on PATH, set ENVBOT_HELM, or install it in {beside.parent}")
 
 
 def chart_args(policy: Policy, app: App) -> list[str]:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.model import ModelError
+from app.modelcheck import load_onnx, signature
 from app.modelstore import ModelStoreError, model_uri, publish_model
 
 
@@ -32,12 +34,25 @@ def _target_uri(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        info = publish_model(args.file, _target_uri(args))
+        uri = _target_uri(args)
+        # What the server would do at pod start, now: a file onnxruntime cannot load is never published.
+        model = load_onnx(args.file)
+    except ModelStoreError as exc:
+        print(f"ai-app publish-model: {exc}", file=sys.stderr)
+        return 1
+    except ModelError as exc:
+        print(f"ai-app publish-model: refusing to publish: {exc}", file=sys.stderr)
+        return 1
+    model_signature = signature(model)
+    del model
+    try:
+        info = publish_model(args.file, uri)
     except ModelStoreError as exc:
         print(f"ai-app publish-model: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(info.as_dict()))
+        print(json.dumps(info.as_dict() | {"signature": model_signature}))
     else:
         print(f"{info.uri} sha256:{info.sha256}")
+        print(f"signature: {model_signature}")
     return 0

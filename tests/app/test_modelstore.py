@@ -141,6 +141,9 @@ def test_connection_string_for_another_account_is_refused(
                       "https://acct01.blob.core.windows.net/models/iris/1/model.onnx")
 
 
+IRIS_SIGNATURE = "input FP32 [-1, 4] -> label INT64 [-1], probabilities FP32 [-1, 3]"
+
+
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
 
@@ -155,11 +158,52 @@ def test_publish_model_cli(model_store: ModelStore, trained_models: dict[str, Tr
                 "--json", env=model_store.env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"uri": model_store.uri(name, "4"), "name": name, "version": "4",
-                                       "sha256": model.sha256, "size": model.path.stat().st_size}
+                                       "sha256": model.sha256, "size": model.path.stat().st_size,
+                                       "signature": IRIS_SIGNATURE}
     again = _cli("publish-model", str(model.path), "--uri", model_store.uri(name, "4"), env=model_store.env)
     assert again.returncode == 1
     assert "already published (the same bytes); versions are immutable" in again.stderr
     assert again.stdout == ""
+
+
+def test_publish_model_cli_prints_the_signature(model_store: ModelStore,
+                                               trained_models: dict[str, TrainedModel]) -> None:
+    model = trained_models["iris-logreg"]
+    uri = model_store.unique_uri("signature")
+    done = _cli("publish-model", str(model.path), "--uri", uri, env=model_store.env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{uri} sha256:{model.sha256}", f"signature: {IRIS_SIGNATURE}"]
+
+
+@pytest.mark.parametrize("content", [b"# not a model\n", b"", b"\x08\x07" + b"\xff" * 64])
+def test_publish_model_cli_refuses_a_file_onnxruntime_cannot_load(
+        model_store: ModelStore, tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(content)
+    uri = model_store.unique_uri("notonnx")
+    done = _cli("publish-model", str(bad), "--uri", uri, env=model_store.env)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"ai-app publish-model: refusing to publish: {bad}: not a loadable ONNX model")
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+    with pytest.raises(ModelNotFound):
+        stat_model(uri)  # nothing was uploaded
+
+
+def test_publish_model_cli_refuses_a_model_the_server_cannot_serve(
+        model_store: ModelStore, tmp_path: Path) -> None:
+    # A classifier converted with skl2onnx's default ZipMap: loads in onnxruntime, but its output is
+    # a sequence of maps, not a V2 tensor; the pod would fail at start.
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    estimator = LogisticRegression(max_iter=500).fit(features, labels)
+    zipmap = tmp_path / "model.onnx"
+    zipmap.write_bytes(to_onnx(estimator, features[:1].astype("float32")).SerializeToString())
+    done = _cli("publish-model", str(zipmap), "--uri", model_store.unique_uri("zipmap"), env=model_store.env)
+    assert done.returncode == 1
+    assert "refusing to publish" in done.stderr and "convert with options={'zipmap': False}" in done.stderr
 
 
 def test_publish_model_cli_needs_a_target(trained_models: dict[str, TrainedModel]) -> None:
