@@ -126,8 +126,8 @@ class DeliveryRun:
 
     def publish_model(self, version: str) -> None:
         out = self.workdir / "models"
-        trained = json.loads(self.python("-m", "app", "train", "--out", out, "--model", MODEL_NAME,
-                                         "--version", version, "--json"))
+        trained = json.loads(self.python("-m", "app", "train", "--out", out, "--model-name", MODEL_NAME,
+                                         "--model-version", version, "--json"))
         published = json.loads(self.python("-m", "app", "publish-model", trained["path"],
                                            "--uri", self.model_uri(version), "--json"))
         self.models[version] = published

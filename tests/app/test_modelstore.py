@@ -154,8 +154,8 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_publish_model_cli(model_store: ModelStore, trained_models: dict[str, TrainedModel]) -> None:
     model = trained_models["iris-forest"]
     name = parse_uri(model_store.unique_uri("cli")).name
-    done = _cli("publish-model", str(model.path), "--store", model_store.url, "--name", name, "--version", "4",
-                "--json", env=model_store.env)
+    done = _cli("publish-model", str(model.path), "--store", model_store.url, "--model-name", name,
+                "--model-version", "4", "--json", env=model_store.env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"uri": model_store.uri(name, "4"), "name": name, "version": "4",
                                        "sha256": model.sha256, "size": model.path.stat().st_size,
@@ -209,4 +209,4 @@ def test_publish_model_cli_refuses_a_model_the_server_cannot_serve(
 def test_publish_model_cli_needs_a_target(trained_models: dict[str, TrainedModel]) -> None:
     done = _cli("publish-model", str(trained_models["iris-forest"].path), "--name", "x", env={})
     assert done.returncode == 1
-    assert "give --uri, or all of --store, --name and --version" in done.stderr
+    assert "give --uri, or all of --store, --model-name and --model-version" in done.stderr
