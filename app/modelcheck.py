@@ -242,6 +242,8 @@ def check_model(onnx_path: Path, *, reference: Path | None = None, samples: Path
     """Run the ONNX model and the reference (original model, or samples with expected outputs)."""
     if (reference is None) == (samples is None):
         raise CheckError("give the original model (--reference) or samples with expected outputs (--samples)")
+    if samples is not None and inputs is not None:
+        raise CheckError("--inputs goes with --reference; --samples already holds the inputs")
     if not 0.0 <= min_agreement <= 1.0:
         raise CheckError(f"--min-agreement must be between 0 and 1, not {min_agreement}")
     for path in (onnx_path, reference, samples, inputs):

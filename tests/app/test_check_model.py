@@ -138,6 +138,8 @@ def test_json_samples_and_a_skipped_output(sklearn_model: Path, tmp_path: Path) 
         (["--reference", "{dir}/samples.npz"], "must be a pickle/joblib"),
         (["--reference", "{dir}/not-a-pickle.pkl"], "cannot unpickle the model"),
         (["--reference", "{dir}/model.joblib", "--inputs", "{dir}/wide.json"], "does not fit the model's [-1, 4]"),
+        (["--samples", "{dir}/samples.npz", "--inputs", "{dir}/wide.json"], "--inputs goes with --reference"),
+        (["--samples", "{dir}/samples.npz", "--min-agreement", "2"], "--min-agreement must be between 0 and 1"),
     ],
 )
 def test_bad_input_is_one_clear_line(sklearn_model: Path, tmp_path: Path, args: list[str], message: str) -> None:
