@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROBE = "from bot.render import helm_binary; print(helm_binary())"
+PROBE = "from bot.helm import helm_binary; print(helm_binary())"
 
 
 def resolve(env: dict[str, str], python: str = sys.executable) -> subprocess.CompletedProcess[str]:
