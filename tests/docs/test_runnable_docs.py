@@ -114,6 +114,11 @@ def block_env(home: Path) -> dict[str, str]:
         "GIT_AUTHOR_NAME": "Docs Reader", "GIT_AUTHOR_EMAIL": "reader@example.com",
         "GIT_COMMITTER_NAME": "Docs Reader", "GIT_COMMITTER_EMAIL": "reader@example.com",
         "NO_COLOR": "1",
+        # A command that would reach beyond this machine (the template pins Azure hosts) fails at a
+        # closed local port instead of sending anything out.
+        "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
     }
 
 
