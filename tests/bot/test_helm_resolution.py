@@ -25,14 +25,23 @@ def bare_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-def test_helm_beside_envbots_python_is_found_without_path(helm_bin: str) -> None:
-    beside = Path(sys.executable).parent / "helm"
-    assert beside.exists(), "scripts/bootstrap installs helm into the venv's bin directory"
-    env = bare_env()
-    result = resolve(env)
+def venv_without_helm_on_path(tmp_path: Path) -> Path:
+    """A venv like scripts/bootstrap's (.venv/bin/python), seeing this environment's packages."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(tmp_path / "v")],
+                   check=True)
+    return tmp_path / "v" / "bin"
+
+
+def test_helm_beside_envbots_python_is_found_without_path(helm_bin: str, tmp_path: Path) -> None:
+    bin_dir = venv_without_helm_on_path(tmp_path)
+    (bin_dir / "helm").symlink_to(helm_bin)  # where scripts/bootstrap puts helm: beside python
+    env = bare_env(PATH="/usr/bin:/bin", PYTHONPATH=os.pathsep.join(sys.path))
+    assert shutil.which("helm", path=env["PATH"]) is None, "this machine has a helm on PATH"
+    result = resolve(env, python=str(bin_dir / "python"))
     assert result.returncode == 0, result.stderr
-    # A machine-wide helm on PATH wins; otherwise the one in the venv.
-    assert result.stdout.strip() == (shutil.which("helm", path=env["PATH"]) or str(beside))
+    assert result.stdout.strip() == str(bin_dir / "helm")
+    version = subprocess.run([result.stdout.strip(), "version", "--short"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("v")
 
 
 def test_envbot_helm_wins(tmp_path: Path) -> None:
@@ -42,10 +51,8 @@ def test_envbot_helm_wins(tmp_path: Path) -> None:
 
 
 def test_no_helm_anywhere_is_a_clear_error(tmp_path: Path) -> None:
-    # A Python with no helm beside it (a venv made here without one) and an empty PATH.
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(tmp_path / "v")],
-                   check=True)
-    env = bare_env(PATH="/nonexistent", PYTHONPATH=os.pathsep.join(sys.path))
-    result = resolve(env, python=str(tmp_path / "v" / "bin" / "python"))
+    bin_dir = venv_without_helm_on_path(tmp_path)
+    result = resolve(bare_env(PATH="/nonexistent", PYTHONPATH=os.pathsep.join(sys.path)),
+                     python=str(bin_dir / "python"))
     assert result.returncode != 0
-    assert "helm is not installed: put helm on PATH, set ENVBOT_HELM, or install it in" in result.stderr
+    assert f"helm is not installed: put helm on PATH, set ENVBOT_HELM, or install it in {bin_dir}" in result.stderr
