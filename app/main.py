@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from app.cli import tool_version, unexpected_error
 
 VERBS = {
-    "serve": "Run the inference server (gunicorn) for the model in MODEL_PATH.",
+    "serve": "Run the inference server (granian) for the model in MODEL_PATH.",
     "fetch-model": "Download a model from blob storage or S3 and verify its sha256.",
     "check-model": "Check that an ONNX file answers like the original model (or expected outputs).",
     "publish-model": "Upload a model to blob storage or S3 with its sha256.",
