@@ -12,7 +12,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GLOSSARY = (REPO_ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
 AI_APP_VERBS = ["serve", "fetch-model", "publish-model", "check-model", "train"]
-ENVBOT_VERBS = ["update", "promote", "rollback", "status", "history", "diff", "verify"]
+ENVBOT_VERBS = ["update", "promote", "rollback", "status", "history", "diff", "verify", "metrics", "dashboard"]
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 
 

@@ -102,6 +102,11 @@ def workspace_for(tmp_path: Path) -> Path:
         if (REPO_ROOT / name).exists():
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             (work / name).symlink_to(REPO_ROOT / name)
+    # A clone is a git repository: verbs that read history (envbot metrics) run in it.
+    git = ["git", "-c", "user.name=Docs Reader", "-c", "user.email=reader@example.com", "-C", str(work)]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "clone"], check=True)
     if not (work / ".venv").exists():
         # Tools installed another way (CI's setup-python): an activate script with the same effect.
         (work / ".venv" / "bin").mkdir(parents=True)
