@@ -215,7 +215,7 @@ class Proposer:
         green = all(g.ok for g in gates)
         automatic = dst.auto_merge or dst.landing == "push"
         if automatic and green:
-            self._merge(app, dst, proposal, pull, wanted, dst_path)
+            self._merge(dst, proposal, pull, dst_text, wanted, dst_path)
         elif current and not green:
             proposal.action = "blocked"
             proposal.reason = "; ".join(gate.failures(gates))
@@ -299,7 +299,7 @@ class Proposer:
 
     # --- auto-merge ----------------------------------------------------------------------------------
 
-    def _merge(self, app: App, dst: Environment, proposal: Proposal, pull: dict[str, Any] | None,
+    def _merge(self, dst: Environment, proposal: Proposal, pull: dict[str, Any] | None, base: str,
                wanted: str, path: str) -> None:
         assert proposal.commit and proposal.branch
         message = self.workspace.g.log("-1", "--format=%B", proposal.commit)
@@ -309,17 +309,22 @@ class Proposer:
             except ForgeError as exc:
                 raise EnvbotError(f"cannot complete the pull request of {proposal.branch}: {exc}") from exc
             proposal.action, proposal.reason = "merged", "every gate is green; the pull request was completed"
+            # GitHub keeps a merged pull request's branch unless the repository deletes head branches.
+            self._delete_branch(proposal.branch, proposal.commit)
             return
         if self.forge is not None:
             raise EnvbotError(f"no open pull request for {proposal.branch} to complete")
-        proposal.merged_commit = self._merge_on_plain_git(app, dst, proposal, message, wanted, path)
+        proposal.merged_commit = self._merge_on_plain_git(dst, proposal, message, base, wanted, path)
         self._delete_branch(proposal.branch, proposal.commit)
         proposal.action, proposal.reason = "merged", f"every gate is green; merged into {self.workspace.branch}"
 
-    def _merge_on_plain_git(self, app: App, dst: Environment, proposal: Proposal, message: str,
+    def _merge_on_plain_git(self, dst: Environment, proposal: Proposal, message: str, base: str,
                             wanted: str, path: str) -> str:
         """Merge the proposal into main: main's tree with the proposal's values file, as a merge commit
-        (noFastForward, parents main and the proposal) or a squash (parent main), keeping its trailers."""
+        (noFastForward, parents main and the proposal) or a squash (parent main), keeping its trailers.
+
+        BASE is the file the proposal was built on; if main's copy differs now, the next run rebuilds it.
+        """
         ws = self.workspace
         assert proposal.commit is not None
         env = {"GIT_AUTHOR_NAME": self.identity.name, "GIT_AUTHOR_EMAIL": self.identity.email,
@@ -329,7 +334,7 @@ class Proposer:
             message = f"Merge {proposal.branch}: {subject}\n{rest}"
         for _attempt in range(MERGE_ATTEMPTS):
             file = ws.path / path
-            if file.read_text() != wanted:
+            if file.read_text() != base:
                 # main moved under the proposal (someone changed this file): the next run rebuilds it.
                 raise EnvbotError(f"{path} changed on {ws.branch} since the proposal was made; not merged")
             file.write_text(wanted)

@@ -223,9 +223,9 @@ def test_promote_override_really_bypasses_the_order(env_repo, images, bot_env):
 
 
 def test_override_help_says_what_it_bypasses(bot_env):
-    promote_help = run_envbot("promote", "--help", env=bot_env).stdout
+    promote_help = " ".join(run_envbot("promote", "--help", env=bot_env).stdout.split())
     assert "order gate" in promote_help and "freeze" in promote_help
-    update_help = run_envbot("update", "--help", env=bot_env).stdout
+    update_help = " ".join(run_envbot("update", "--help", env=bot_env).stdout.split())
     assert "its order" in update_help and "soak time" in update_help and "freeze windows" in update_help
 
 
