@@ -41,6 +41,10 @@ STATUS_GENRE = "envbot"
 MERGE_ATTEMPTS = 10
 
 
+class ProposalStale(EnvbotError):
+    """main changed the environment's file under the proposal: not merged; the next run rebuilds it."""
+
+
 def proposal_branch(app: App, env: Environment) -> str:
     """The branch `envbot promote` uses too: a proposal and a manual promotion are the same pull request."""
     return f"envbot/promote-{app.name}-{env.name}"
@@ -314,16 +318,24 @@ class Proposer:
             return
         if self.forge is not None:
             raise EnvbotError(f"no open pull request for {proposal.branch} to complete")
-        proposal.merged_commit = self._merge_on_plain_git(dst, proposal, message, base, wanted, path)
+        try:
+            proposal.merged_commit = self._merge_on_plain_git(dst, proposal, message, base, wanted, path)
+        except ProposalStale as exc:
+            proposal.action, proposal.reason = "blocked", str(exc)
+            return
         self._delete_branch(proposal.branch, proposal.commit)
+        if proposal.merged_commit is None:
+            proposal.reason = f"{self.workspace.branch} already has the proposal (merged meanwhile)"
+            return
         proposal.action, proposal.reason = "merged", f"every gate is green; merged into {self.workspace.branch}"
 
     def _merge_on_plain_git(self, dst: Environment, proposal: Proposal, message: str, base: str,
-                            wanted: str, path: str) -> str:
+                            wanted: str, path: str) -> str | None:
         """Merge the proposal into main: main's tree with the proposal's values file, as a merge commit
         (noFastForward, parents main and the proposal) or a squash (parent main), keeping its trailers.
 
         BASE is the file the proposal was built on; if main's copy differs now, the next run rebuilds it.
+        Returns the merge commit, or None when main already has the change (a concurrent merge).
         """
         ws = self.workspace
         assert proposal.commit is not None
@@ -334,9 +346,13 @@ class Proposer:
             message = f"Merge {proposal.branch}: {subject}\n{rest}"
         for _attempt in range(MERGE_ATTEMPTS):
             file = ws.path / path
-            if file.read_text() != base:
+            current = file.read_text() if file.is_file() else None
+            if current == wanted:
+                return None      # another run (or a reviewer) merged the same change meanwhile
+            if current != base:
                 # main moved under the proposal (someone changed this file): the next run rebuilds it.
-                raise EnvbotError(f"{path} changed on {ws.branch} since the proposal was made; not merged")
+                raise ProposalStale(f"{path} changed on {ws.branch} while envbot worked; the next run "
+                                    "rebuilds the proposal")
             file.write_text(wanted)
             runner = ws.g
             runner.update_environment(**env)

@@ -237,3 +237,56 @@ def test_model_only_update_keeps_the_image(env_repo, images, models, bot_env):
         models["1"].sha256
     proc = run_envbot("update", "dev", "--repo", str(env_repo.remote), env=bot_env, check=False)
     assert "update needs --image REF, --model URI or both" in proc.stderr
+
+
+# --- concurrent writers ----------------------------------------------------------------------------
+
+def test_propose_concurrent_with_update_and_promote_loses_nothing(tmp_path, initial_pins, images, bot_env):
+    import subprocess
+    import sys
+
+    from tests.bot.envrepo import REPO_ROOT
+
+    apps = [f"app{i}" for i in range(4)]
+    policy = "apps:\n" + "".join(
+        f'  {app}:\n    values: "apps/{app}/{{env}}.yaml"\n    chart:\n      path: ../charts/ai-app\n'
+        for app in apps) + (
+        "environments:\n  - name: dev\n    namespace: ai-app-dev\n    landing: push\n"
+        "  - name: staging\n    namespace: ai-app-staging\n    landing: pull-request\n    autoMerge: true\n")
+    repo = make_env_repo(tmp_path, policy=policy, pins=initial_pins)
+    repo.pull()
+    for app in apps:
+        app_dir = repo.work / "environments" / "apps" / app
+        app_dir.mkdir(parents=True)
+        for env in ("dev", "staging"):
+            (app_dir / f"{env}.yaml").write_text((repo.work / "environments" / "staging" / "values.yaml").read_text())
+    # app0 and app1 start with dev ahead of staging: propose merges them while the updates land.
+    for app in apps[:2]:
+        dev = repo.work / "environments" / "apps" / app / "dev.yaml"
+        dev.write_text(dev.read_text().replace(images["v2"].digest, images["v1"].digest))
+    base = repo.commit_as_human("four apps")
+    remote = str(repo.remote)
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "bot.main", *args, "--repo", remote], cwd=REPO_ROOT,
+                                env=bot_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    processes = [start("update", "dev", "--app", app, "--image", images["v3"].ref) for app in apps[2:]]
+    processes += [start("propose"), start("propose"),
+                  start("promote", "dev", "staging", "--app", "app1", "--override-reason", "race test")]
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{process.args}\n{out}\n{err}"
+    # Every update landed exactly once, on a linear first-parent history.
+    updated = git(repo.remote, "log", "--first-parent", "--format=%(trailers:key=Envbot-Action,valueonly)",
+                  f"{base}..main").split()
+    assert updated.count("update") == 2
+    for app in apps[2:]:
+        assert digest(repo, f"environments/apps/{app}/dev.yaml") == images["v3"].digest
+    # One more run settles everything: every staging runs its dev's release, nothing is left open.
+    settled = propose(repo, bot_env)
+    assert all(p["action"] in ("merged", "unchanged", "closed") for p in settled.values()), settled
+    for app in apps:
+        assert (digest(repo, f"environments/apps/{app}/staging.yaml")
+                == digest(repo, f"environments/apps/{app}/dev.yaml"))
+    assert [b for b in refs(repo) if b.startswith("envbot/")] == []
