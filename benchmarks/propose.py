@@ -28,22 +28,33 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.envbot import APPS, ENVS, OLD, push_image, templates, values_text  # noqa: E402
+from benchmarks.envbot import APPS, ENVS, OLD, push_image, values_text  # noqa: E402
 from devenv import helm  # noqa: E402
 from devenv import registry as registry_service  # noqa: E402
 
 PROPOSALS = 20
 
 
+def templates(image: str) -> dict[str, str]:
+    """Each environment's real values file with placeholder image pins and dev's model: one release everywhere."""
+    from bot.values import ImagePin, ReleasePin, edit_pin_text, read_pin_text
+
+    texts = {env: (REPO_ROOT / "environments" / env / "values.yaml").read_text() for env in ENVS}
+    model = read_pin_text(texts["dev"], "dev").model
+    pin = ReleasePin(ImagePin(image, "TAGX", "sha256:" + "f" * 64), model)
+    return {env: edit_pin_text(text, pin, env) for env, text in texts.items()}
+
+
 def fast_import(remote: Path, stream: list[bytes]) -> None:
     subprocess.run(["git", "fast-import", "--quiet"], cwd=remote, input=b"".join(stream), check=True)
 
 
-def commit_stream(message: str, when: int, files: list[tuple[str, str]], first: bool) -> list[bytes]:
+def commit_stream(message: str, when: int, files: list[tuple[str, str]], on_existing: bool = False) -> list[bytes]:
+    """One fast-import commit on main; ON_EXISTING: the first of a new import onto the existing main."""
     msg = message.encode()
     parts = [f"commit refs/heads/main\ncommitter Gen <gen@example.com> {when} +0000\n"
              f"data {len(msg)}\n".encode() + msg + b"\n"]
-    if not first:
+    if on_existing:
         parts.append(b"from refs/heads/main^0\n")
     for path, data in files:
         raw = data.encode()
@@ -68,12 +79,12 @@ def generate(remote: Path, commits: int, image: str, digest: str) -> None:
     for i in range(APPS):
         for env in ENVS:
             files.append((f"environments/apps/app{i:03d}/{env}/values.yaml", values_text(texts[env], "b0", digest)))
-    stream = commit_stream("initial", OLD, files, first=True)
+    stream = commit_stream("initial", OLD, files)
     for n in range(1, commits):
         app = f"app{n % APPS:03d}"
         dev = values_text(texts["dev"], f"b0-{n}", digest)   # a new tag for the same digest: same release
         stream += commit_stream(f"envbot: update {app} in dev\n\nEnvbot-Action: update\n", OLD + n,
-                                [(f"environments/apps/{app}/dev/values.yaml", dev)], first=False)
+                                [(f"environments/apps/{app}/dev/values.yaml", dev)])
     fast_import(remote, stream)
 
 
@@ -82,7 +93,7 @@ def move_dev(remote: Path, image: str, digest: str) -> None:
     texts = templates(image)
     files = [(f"environments/apps/app{i:03d}/dev/values.yaml", values_text(texts["dev"], "b1", digest))
              for i in range(PROPOSALS)]
-    fast_import(remote, commit_stream("CI: update dev", int(time.time()), files, first=False))
+    fast_import(remote, commit_stream("CI: update dev", int(time.time()), files, on_existing=True))
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:

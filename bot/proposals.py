@@ -129,6 +129,11 @@ class Proposer:
             sha, _, ref = line.partition("\t")
             if ref.startswith("refs/heads/"):
                 self.remote_branches[ref[len("refs/heads/"):]] = sha
+        if self.remote_branches:
+            # One fetch for every open proposal (their tips only), instead of one per proposal.
+            with contextlib.suppress(git.GitCommandError):
+                ws.g.fetch("--quiet", "--depth=1", self.remote,
+                           "+refs/heads/envbot/promote-*:refs/envbot/promote-*")
 
     @property
     def forge(self) -> Any:
@@ -204,20 +209,26 @@ class Proposer:
                         proposal.superseded = old
                 except EnvbotError:
                     pass
-            self._write_proposal(app, src, dst, proposal, src_pin, origin.sha)
+            # A chart that does not render still gets its proposal (without the rendered diff): the
+            # failed chart status on it says why it cannot merge.
+            chart_ok = all(g.ok for g in gates if g.name == gate.CHART)
+            self._write_proposal(app, src, dst, proposal, src_pin, origin.sha, render=chart_ok)
             proposal.action = "updated" if branch_sha else "opened"
-            if self.dry_run:
-                return
-            pull = self._find_pull(branch) if self.forge is not None else None
+            if not self.dry_run:
+                pull = self._find_pull(branch) if self.forge is not None else None
         if pull is not None:
             proposal.pull_request = self.forge.pull_url(pull)
+        green = all(g.ok for g in gates)
+        automatic = dst.auto_merge or dst.landing == "push"
         if self.dry_run:
+            if automatic and green:
+                proposal.action, proposal.reason = "merged", "every gate is green (dry run: not merged)"
+            elif current and not green:
+                proposal.action, proposal.reason = "blocked", "; ".join(gate.failures(gates))
             return
         if pull is not None and proposal.commit:
             proposal.statuses_posted = self.forge.publish_statuses(pull, proposal.commit, [
                 (f"{STATUS_GENRE}/{g.name}", g.state, g.description) for g in gates])
-        green = all(g.ok for g in gates)
-        automatic = dst.auto_merge or dst.landing == "push"
         if automatic and green:
             self._merge(dst, proposal, pull, dst_text, wanted, dst_path)
         elif current and not green:
@@ -249,7 +260,7 @@ class Proposer:
         ws = self.workspace
         if ws.show(sha, path) is None:
             try:
-                ws.g.fetch("--quiet", "--depth=1", self.remote, f"+refs/heads/{branch}:refs/envbot/{branch}")
+                ws.g.fetch("--quiet", "--depth=1", self.remote, f"+refs/heads/{branch}:refs/{branch}")
             except git.GitCommandError as exc:
                 raise EnvbotError(f"cannot fetch the proposal branch {branch}: {exc.stderr or exc}") from exc
         return ws.show(sha, path)
@@ -261,7 +272,7 @@ class Proposer:
             raise EnvbotError(f"pull request for {branch}: {exc}") from exc
 
     def _write_proposal(self, app: App, src: Environment, dst: Environment, proposal: Proposal,
-                        pin: ReleasePin, origin_sha: str) -> None:
+                        pin: ReleasePin, origin_sha: str, render: bool) -> None:
         trailers = [("Envbot-From", f"{src.name}@{origin_sha}"), ("Envbot-Proposed-By", "envbot propose")]
         if proposal.superseded is not None:
             trailers.append(("Envbot-Supersedes", release_label(proposal.superseded)))
@@ -269,7 +280,7 @@ class Proposer:
         landing_env = replace(dst, landing="pull-request") if dst.landing == "push" else dst
         promotion = Promotion(
             workspace=self.workspace, policy=self.policy, app=app, env=landing_env, action="promote",
-            identity=self.identity, dry_run=self.dry_run, pin=pin, trailers=trailers, render=True,
+            identity=self.identity, dry_run=self.dry_run, pin=pin, trailers=trailers, render=render,
             subject=f"envbot: promote {app.name} {src.name} -> {dst.name} ({pin.image.tag or pin.image.digest[:19]})",
         )
         try:

@@ -175,7 +175,8 @@ def test_dry_run_changes_nothing(tmp_path, initial_pins, images, bot_env):
     repo = make_repo(tmp_path, initial_pins, auto_merge=True)
     before = refs(repo)
     result = propose(repo, bot_env, "--dry-run")[("ai-app", "prod")]
-    assert result["action"] == "opened"
+    assert result["action"] == "merged" and "dry run" in result["reason"]   # what a real run would do
+    assert result["commit"] is None
     assert refs(repo) == before
 
 
