@@ -34,7 +34,7 @@ from bot.registry import ImageRef, RegistryClient, parse_image_ref
 from bot.render import render
 from bot.steps import Promotion, pin_release, run_steps
 from bot.steps.land import branch_remote
-from bot.values import ReleasePin, edit_pin_text, read_pin_text
+from bot.values import ReleasePin, edit_pin_text, read_pin_fast, read_pin_text
 
 ACTIONS = ("opened", "updated", "unchanged", "merged", "closed", "blocked", "error")
 STATUS_GENRE = "envbot"
@@ -104,6 +104,7 @@ class Proposer:
     registry: RegistryClient = field(default_factory=RegistryClient)
     remote_branches: dict[str, str] = field(default_factory=dict)
     _forge: Any = None
+    _pins: dict[str, ReleasePin] = field(default_factory=dict)
     _forge_checked: bool = False
 
     # --- setup ---------------------------------------------------------------------------------------
@@ -143,6 +144,12 @@ class Proposer:
             self._forge_checked = True
         return self._forge
 
+    def _pin(self, path: str, text: str) -> ReleasePin:
+        # Each upstream is also an environment: its file is read once for both comparisons.
+        if path not in self._pins:
+            self._pins[path] = read_pin_fast(text, path)
+        return self._pins[path]
+
     def _read(self, path: str) -> str | None:
         file = self.workspace.path / path
         return file.read_text() if file.is_file() else None
@@ -170,7 +177,8 @@ class Proposer:
         if src_text is None or dst_text is None:
             missing = src_path if src_text is None else dst_path
             raise EnvbotError(f"{missing}: no values file for app {app.name}")
-        src_pin, dst_pin = read_pin_text(src_text, src_path), read_pin_text(dst_text, dst_path)
+        # The fast reader decides "nothing to do" for hundreds of files; a proposal re-reads strictly.
+        src_pin, dst_pin = self._pin(src_path, src_text), self._pin(dst_path, dst_text)
         branch = proposal.branch
         assert branch is not None
         branch_sha = self.remote_branches.get(branch)
@@ -185,6 +193,9 @@ class Proposer:
                 return
             self._close(proposal, branch, branch_sha)
             return
+        src_pin, dst_pin = read_pin_text(src_text, src_path), read_pin_text(dst_text, dst_path)
+        if same_release(src_pin, dst_pin):
+            raise EnvbotError(f"{src_path}, {dst_path}: read differently by the fast and the strict YAML reader")
         proposal.release = src_pin
         wanted = edit_pin_text(dst_text, src_pin, dst_path)
         origin = pin_origin(self.workspace, src_path, src_pin)
