@@ -22,6 +22,7 @@ SUCCESS, PENDING, FAILURE, ERROR = "success", "pending", "failure", "error"
 STATES = (SUCCESS, PENDING, FAILURE, ERROR)
 # What --override-reason bypasses, per verb; the help texts are built from these names.
 ORDER, SOAK, ARGOCD, FREEZE, ARTIFACTS, CHART = "order", "soak", "argocd", "freeze", "artifacts", "chart"
+MODEL = "model"      # signature and metric rules of bot.modelgates
 # Environment variables naming who started a CI run: Azure Pipelines (Build.RequestedFor), GitHub Actions.
 CI_ACTOR_VARIABLES = ("BUILD_REQUESTEDFOR", "GITHUB_ACTOR")
 
@@ -113,7 +114,7 @@ def failures(gates: list[Gate]) -> list[str]:
 def add_override_arguments(parser: argparse.ArgumentParser, bypasses: str) -> None:
     parser.add_argument("--override-reason", metavar="TEXT",
                         help=f"bypass {bypasses}; TEXT, each bypassed gate and the actor are recorded as "
-                             "Envbot-Override, Envbot-Bypassed and Envbot-Actor trailers of the commit")
+                             "Envbot-Override, Envbot-Bypassed-Gate and Envbot-Actor trailers of the commit")
     parser.add_argument("--actor", help="who asked for the override (default: the CI identity from "
                                         f"{' or '.join('$' + v for v in CI_ACTOR_VARIABLES)}, else $USER)")
 
@@ -135,8 +136,8 @@ def resolve_actor(explicit: str | None) -> str:
 
 
 def override_trailers(reason: str, actor: str, bypassed: list[str]) -> list[tuple[str, str]]:
-    """Envbot-Override (why), one Envbot-Bypassed per gate, Envbot-Actor (who)."""
-    return ([("Envbot-Override", reason)] + [("Envbot-Bypassed", name) for name in bypassed]
+    """Envbot-Override (why), one Envbot-Bypassed-Gate per gate, Envbot-Actor (who)."""
+    return ([("Envbot-Override", reason)] + [("Envbot-Bypassed-Gate", name) for name in bypassed]
             + [("Envbot-Actor", actor)])
 
 

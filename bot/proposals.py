@@ -26,6 +26,7 @@ import git
 from bot import gates as gate
 from bot.forges import ForgeError, forge_client
 from bot.git import Identity, PushRejected, Workspace
+from bot.modelgates import model_report, model_section
 from bot.models import check_model
 from bot.output import EnvbotError, short_digest
 from bot.pins import pin_origin, same_release
@@ -204,6 +205,11 @@ class Proposer:
         landed = datetime.fromtimestamp(origin.committed, UTC)
         gates = gate.promotion_gates(app, src, dst, origin.sha, landed, self.now)
         gates += self._artifact_gates(app, dst, src_pin, wanted, dst_path)
+        models = model_report(dst.model_gates, app.evaluation, dst_pin.model if dst_pin.model.uri else None,
+                              src_pin.model)
+        if models.changed:
+            gates.append(gate.Gate(gate.MODEL, gate.FAILURE if models.failures else gate.SUCCESS,
+                                   "; ".join(models.failures) or f"{dst.name}'s model gates pass"))
         proposal.gates = gates
 
         branch_text = self._branch_file(branch, branch_sha, dst_path) if branch_sha else None
@@ -223,7 +229,8 @@ class Proposer:
             # A chart that does not render still gets its proposal (without the rendered diff): the
             # failed chart status on it says why it cannot merge.
             chart_ok = all(g.ok for g in gates if g.name == gate.CHART)
-            self._write_proposal(app, src, dst, proposal, src_pin, origin.sha, render=chart_ok)
+            self._write_proposal(app, src, dst, proposal, src_pin, origin.sha, render=chart_ok,
+                                 model=model_section(models))
             proposal.action = "updated" if branch_sha else "opened"
             if not self.dry_run:
                 pull = self._find_pull(branch) if self.forge is not None else None
@@ -283,7 +290,7 @@ class Proposer:
             raise EnvbotError(f"pull request for {branch}: {exc}") from exc
 
     def _write_proposal(self, app: App, src: Environment, dst: Environment, proposal: Proposal,
-                        pin: ReleasePin, origin_sha: str, render: bool) -> None:
+                        pin: ReleasePin, origin_sha: str, render: bool, model: str) -> None:
         trailers = [("Envbot-From", f"{src.name}@{origin_sha}"), ("Envbot-Proposed-By", "envbot propose")]
         if proposal.superseded is not None:
             trailers.append(("Envbot-Supersedes", release_label(proposal.superseded)))
@@ -292,6 +299,7 @@ class Proposer:
         promotion = Promotion(
             workspace=self.workspace, policy=self.policy, app=app, env=landing_env, action="promote",
             identity=self.identity, dry_run=self.dry_run, pin=pin, trailers=trailers, render=render,
+            model_section=model,
             subject=f"envbot: promote {app.name} {src.name} -> {dst.name} ({pin.image.tag or pin.image.digest[:19]})",
         )
         try:

@@ -3,7 +3,8 @@
 Gates (all bypassed by --override-reason TEXT, which records the reason, each bypassed gate and the
 actor as trailers): order (DST follows SRC in promotion.yaml), soak (SRC's pin landed at least DST's
 `soak` ago, from git history), Argo CD (SRC's Application Synced and Healthy that long, when
-ARGOCD_SERVER is set) and DST's freeze windows.
+ARGOCD_SERVER is set), DST's freeze windows, and DST's model gates (signature compatibility and metric
+rules, measured on the app's evaluation data set when promotion.yaml names one).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 
 from bot import gates as gate
 from bot.commands import report, session
+from bot.modelgates import model_report, model_section
 from bot.output import EnvbotError, info
 from bot.pins import pin_origin
 from bot.registry import ImageRef, RegistryClient, parse_image_ref
@@ -60,11 +62,18 @@ def run(args: argparse.Namespace) -> int:
         landed = datetime.fromtimestamp(origin.committed, UTC)
         results = gate.promotion_gates(s.app, src, dst, origin.sha, landed, now)
         failures = gate.failures(results)
+        dst_path = s.policy.repo_path(s.app, dst.name)
+        dst_text = s.workspace.show("HEAD", dst_path)
+        current = read_pin_text(dst_text, dst_path) if dst_text is not None else None
+        models = model_report(dst.model_gates, s.app.evaluation, current.model if current else None, pin.model)
+        failures += models.failures
         trailers = [("Envbot-From", f"{src.name}@{origin.sha}")]
         if failures and reason is None:
             raise EnvbotError(f"promotion {src.name} -> {dst.name} blocked:\n  " + "\n  ".join(failures)
                               + "\n(--override-reason TEXT bypasses the gates and records why)")
-        bypassed = ([gate.ORDER] if order_failure else []) + [g.name for g in results if not g.ok]
+        # One name per bypassed gate (model gates by the text before the first ':'), so audits can count them.
+        bypassed = ([gate.ORDER] if order_failure else []) + [g.name for g in results if not g.ok] + list(
+            dict.fromkeys(failure.split(":", 1)[0] for failure in models.failures))
         if reason is not None:
             for failure in ([f"order: {order_failure}"] if order_failure else []) + failures:
                 info(f"override: {failure}")
@@ -79,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
             workspace=s.workspace, policy=s.policy, app=s.app, env=dst, action="promote", identity=s.identity,
             dry_run=args.dry_run, pin=pin, trailers=trailers, prechecks=[image_still_there],
             subject=f"envbot: promote {s.app.name} {src.name} -> {dst.name} ({pin.image.tag or pin.image.digest[:19]})",
-            render=dst.landing != "push" or args.dry_run,
+            render=dst.landing != "push" or args.dry_run, model_section=model_section(models),
         )
         run_steps(promotion, pin_release.steps(registry, args.source_repo))
         return report(args, promotion, {"from": f"{src.name}@{origin.sha}", "gates": failures,
                                         "gate_results": [g.as_dict() for g in results],
-                                        "bypassed": bypassed if reason is not None else [], "override": reason})
+                                        "bypassed": bypassed if reason is not None else [], "override": reason,
+                                        "model": models.as_dict()})

@@ -90,4 +90,5 @@ def test_write_gates_name_what_a_direct_write_skips(tmp_path):
     assert gates.write_gates(policy, policy.env("staging")) == ["order", "soak"]
     assert gates.write_gates(policy, policy.env("prod")) == ["order", "freeze"]
     assert gates.override_trailers("why", "me", ["order", "soak"]) == [
-        ("Envbot-Override", "why"), ("Envbot-Bypassed", "order"), ("Envbot-Bypassed", "soak"), ("Envbot-Actor", "me")]
+        ("Envbot-Override", "why"), ("Envbot-Bypassed-Gate", "order"), ("Envbot-Bypassed-Gate", "soak"),
+        ("Envbot-Actor", "me")]

@@ -208,7 +208,7 @@ def test_update_with_override_records_each_bypassed_gate_and_the_actor(env_repo,
                "--repo", str(env_repo.remote), env=env)
     message = env_repo.message("envbot/update-ai-app-prod")
     assert "Envbot-Override: hotfix 12" in message
-    assert "Envbot-Bypassed: order\nEnvbot-Bypassed: soak\n" in message
+    assert "Envbot-Bypassed-Gate: order\nEnvbot-Bypassed-Gate: soak\n" in message
     assert "Envbot-Actor: Jane Doe" in message
     run_envbot("update", "staging", "--image", images["v3"].ref, "--override-reason", "x", "--actor", "ops-bot",
                "--repo", str(env_repo.remote), env=env)
@@ -220,7 +220,7 @@ def test_promote_override_really_bypasses_the_order(env_repo, images, bot_env):
     run_envbot("promote", "dev", "prod", "--override-reason", "x", "--repo", str(env_repo.remote), env=bot_env)
     assert digest(env_repo, PROD, PROD_BRANCH) == images["v3"].digest
     message = env_repo.message(PROD_BRANCH)
-    assert "Envbot-Bypassed: order" in message and "Envbot-Bypassed: soak" in message
+    assert "Envbot-Bypassed-Gate: order" in message and "Envbot-Bypassed-Gate: soak" in message
 
 
 def test_override_help_says_what_it_bypasses(bot_env):
