@@ -73,7 +73,9 @@ def test_propose_opens_and_a_second_run_changes_nothing(tmp_path, initial_pins, 
     assert first[("ai-app", "staging")]["action"] == "unchanged"
     prod = first[("ai-app", "prod")]
     assert prod["action"] == "opened"
-    assert gates(prod) == {"soak": "success", "freeze": "success", "artifacts": "success", "chart": "success"}
+    # prod's model changes too (model 1 -> 2): its model gates (signature, metrics) are a status as well.
+    assert gates(prod) == {"soak": "success", "freeze": "success", "artifacts": "success", "chart": "success",
+                           "model": "success"}
     assert prod["green"] is True
     assert digest(repo, PROD, PROD_BRANCH) == images["v2"].digest
     message = repo.message(PROD_BRANCH)
