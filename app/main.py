@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 VERBS = {
-    "serve": "Run the inference server (gunicorn) for the model in MODEL_PATH.",
+    "serve": "Run the inference server (granian) for the model in MODEL_PATH.",
     "fetch-model": "Download a model from blob storage or S3 and verify its sha256.",
     "publish-model": "Upload a model to blob storage or S3 with its sha256.",
     "train": "Train a demo model and export it to ONNX.",
