@@ -18,7 +18,8 @@ from tests.pipelines.azure_schema import (
 )
 
 MAIN = REPO_ROOT / "azure-pipelines.yml"
-PIPELINES = [MAIN, REPO_ROOT / "pipelines" / "environments-pr.yml", REPO_ROOT / "pipelines" / "model-watch.yml"]
+PIPELINES = [MAIN, REPO_ROOT / "pipelines" / "environments-pr.yml", REPO_ROOT / "pipelines" / "model-watch.yml",
+             REPO_ROOT / "pipelines" / "promotion.yml"]
 TEMPLATES = sorted((REPO_ROOT / "pipelines" / "templates").glob("*.yml")) + sorted(
     (REPO_ROOT / "pipelines" / "variables").glob("*.yml")
 )
