@@ -35,7 +35,7 @@ def test_the_run_completes_every_stage(delivery) -> None:
     result, _, timings = delivery
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     stages = json.loads(timings.read_text())["stages"]
-    assert len(stages) == 20   # main's 17 (dashboard included) + chart push, chart change, chart-only release
+    assert len(stages) == 26   # 20 with the chart stages + 6 of envbot propose
     assert "Lead time from a commit to dev pinned" in result.stdout
 
 

@@ -265,14 +265,25 @@ def test_notification_subscriptions_are_configured() -> None:
 
 
 def test_on_deployed_fires_once_per_multi_source_revision_set() -> None:
-    from tests.environments.schemas import crd_validator
+    from tests.environments.schemas import argocd_errors
 
     notifications = YAML(typ="safe").load(HELM_VALUES.read_text())["notifications"]
     (definition,) = YAML(typ="safe").load(notifications["triggers"]["trigger.on-deployed"])
     sources = one("ApplicationSet")["spec"]["template"]["spec"]
     assert "sources" in sources and "source" not in sources   # multi-source Applications
-    # For multi-source Applications Argo CD fills syncResult.revisions (one per source), not .revision.
-    sync_result = crd_validator("Application").schema["properties"]["status"]["properties"]["operationState"][
-        "properties"]["syncResult"]["properties"]
-    assert sync_result["revisions"]["type"] == "array"
+    # For multi-source Applications Argo CD fills syncResult.revisions (one per source), not .revision:
+    # the Application schema takes a list there, and refuses a single string.
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "ai-app-prod", "namespace": "argocd"},
+        "spec": {"project": "ai-app", "destination": {"server": "https://kubernetes.default.svc", "namespace": "p"},
+                 "sources": [{"repoURL": "oci://example.azurecr.io/helm/ai-app", "targetRevision": "1.0.0",
+                              "path": "."}]},
+        "status": {"operationState": {"operation": {"sync": {}}, "phase": "Succeeded",
+                                      "startedAt": "2026-01-01T00:00:00Z",
+                                      "syncResult": {"revision": "", "revisions": ["sha256:ab", "0123abc"]}}},
+    }
+    assert not [e for e in argocd_errors(application) if "syncResult" in e]
+    application["status"]["operationState"]["syncResult"]["revisions"] = "0123abc"
+    assert [e for e in argocd_errors(application) if e.startswith("status.operationState.syncResult.revisions")]
     assert definition["oncePer"].replace("?", "") == "app.status.operationState.syncResult.revisions"

@@ -1,8 +1,10 @@
-"""environments/flux: CRD validity, references that resolve, each environment's own chart pin and values.
+"""environments/flux: the Flux CRDs' schemas, references that resolve, each environment's own chart pin and values.
 
-Every Flux object validates against its CRD's schema (strict: unknown fields are errors), and -
-through a real `kubectl kustomize` build - each HelmRelease reads exactly environments/<env>/values.yaml
-and renders the chart environments/<env>/chart.yaml pins, at its digest.
+Each object is validated against its CRD schema (from @kubernetes-models/flux-cd, see
+tests/environments/schemas.py; unknown fields are errors); then the checks the controllers would fail
+on at run time: intervals, source references, and - through a real `kubectl kustomize` build - that
+each HelmRelease reads exactly environments/<env>/values.yaml and renders the chart
+environments/<env>/chart.yaml pins, at its digest.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ruamel.yaml import YAML
 from bot.pins import read_release_with
 from bot.policy import Policy, load_policy
 from devenv.helm import kubectl_binary
-from tests.environments.schemas import REPO_ROOT, flux_errors
+from tests.environments.schemas import FLUX_CRDS, REPO_ROOT, flux_errors
 
 FLUX_DIR = REPO_ROOT / "environments" / "flux"
 KUSTOMIZE_FILES = {"kustomization.yaml", "kustomizeconfig.yaml"}
@@ -92,16 +94,30 @@ def test_objects_are_known_kinds_with_intervals(path_and_doc: tuple[Path, dict[s
 
 
 @pytest.mark.parametrize("path_and_doc", [(p, d) for p, d in flux_objects() if d["kind"] != "Namespace"],
-                         ids=lambda pd: f"{pd[0].relative_to(REPO_ROOT)}:{pd[1]['metadata']['name']}")
-def test_objects_match_their_crd(path_and_doc: tuple[Path, dict[str, Any]]) -> None:
+                         ids=lambda pd: f"{pd[0].relative_to(FLUX_DIR)}:{pd[1]['metadata']['name']}")
+def test_object_matches_its_crd(path_and_doc: tuple[Path, dict[str, Any]]) -> None:
     path, document = path_and_doc
     assert flux_errors(document) == [], path
 
 
-def test_crd_validation_catches_a_misspelt_field() -> None:
+def test_crd_validation_catches_a_misspelt_field_a_missing_one_and_a_wrong_type() -> None:
     (pin,) = [d for p, d in flux_objects() if p == chart_pin_files()[0]]
     pin["spec"]["ref"]["digests"] = pin["spec"]["ref"].pop("digest")
     assert flux_errors(pin) == ["spec.ref: Additional properties are not allowed ('digests' was unexpected)"]
+    (release, *_) = of_kind("HelmRelease")
+    release["spec"]["releasename"] = release["spec"].pop("releaseName")
+    assert flux_errors(release) == ["spec: Additional properties are not allowed ('releasename' was unexpected)"]
+    (release, *_) = of_kind("HelmRelease")
+    del release["spec"]["interval"]
+    assert flux_errors(release) == ["spec: must have required property interval"]
+    (release, *_) = of_kind("HelmRelease")
+    release["spec"]["chartRef"]["name"] = 42
+    assert flux_errors(release) == ["spec.chartRef.name: must be string"]
+
+
+def test_every_flux_kind_used_has_a_schema() -> None:
+    used = {(d["apiVersion"], d["kind"]) for _, d in flux_objects() if d["kind"] != "Namespace"}
+    assert used <= set(FLUX_CRDS)
 
 
 def test_source_references_resolve() -> None:
