@@ -17,6 +17,7 @@ from typing import Any
 from tests.pipelines.azure_repos_git import serve
 from tests.pipelines.azure_schema import REPO_ROOT, load_yaml
 from tests.pipelines.harness.runner import (
+    JobResult,
     Organization,
     PipelineRun,
     RunResult,
@@ -74,7 +75,7 @@ class Project:
 
     def run(self, pipeline: str, trigger: Trigger | None = None, parameters: dict[str, Any] | None = None,
             jobs: set[str] | None = None, until: dict[str, str] | None = None,
-            resource_commits: dict[str, str] | None = None) -> RunResult:
+            resource_commits: dict[str, str] | None = None, given: dict[str, JobResult] | None = None) -> RunResult:
         path = self.root / "src" / APP_REPOSITORY / pipeline
         run = PipelineRun(path, self.org, trigger or Trigger(), parameters, self.root / "agent", self.app_commit,
                           resource_commits)
@@ -82,7 +83,25 @@ class Project:
             # docs/pipelines.md: in the single-repository layout the `environments` resource names the
             # application repository itself.
             run.resources["environments"] = {**run.resources["environments"], "name": APP_REPOSITORY}
-        return run.run(jobs, until)
+        return run.run(jobs, until, given)
+
+    def pull_request(self, repository: str, files: dict[str, str], number: int = 1,
+                     target: str = "main") -> str:
+        """Opens pull request NUMBER on REPOSITORY changing FILES; returns the commit of its merge ref
+        (refs/pull/N/merge), which Azure Repos makes and a PR build checks out."""
+        work = self.root / f"pr-{repository}-{number}"
+        self.clone(repository, work)
+        for relative, text in files.items():
+            (work / relative).parent.mkdir(parents=True, exist_ok=True)
+            (work / relative).write_text(text)
+        git(work, "checkout", "-q", "-b", f"pr-{number}")
+        git(work, "add", "-A")
+        git(work, *GIT_IDENTITY, "commit", "-q", "-m", f"pull request {number}")
+        git(work, "checkout", "-q", "--detach", f"origin/{target}")
+        git(work, *GIT_IDENTITY, "merge", "-q", "--no-ff", "-m", f"Merge pull request {number}", f"pr-{number}")
+        merge = git(work, "rev-parse", "HEAD")
+        git(work, "push", "-q", "origin", f"HEAD:refs/pull/{number}/merge", f"pr-{number}:refs/heads/pr-{number}")
+        return merge
 
     def clone(self, repository: str, into: Path) -> Path:
         url = self.org.git.url(repository)

@@ -75,6 +75,7 @@ class JobResult:
     workspace: Path | None = None
     variables: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    token_scope: frozenset[str] = frozenset()     # repositories the job access token reached
 
     @property
     def text(self) -> str:
@@ -299,7 +300,8 @@ class JobRun:
         for sub in ("a", "b", "TestResults"):
             (self.build_dir / sub).mkdir(parents=True)
         token = f"job-{uuid.uuid4().hex}"
-        self.org.git.grant(token, self.referenced_repositories())
+        self.result.token_scope = frozenset(self.referenced_repositories())
+        self.org.git.grant(token, set(self.result.token_scope))
         layout = self.layout()
         sources = layout.pop("__sources__")
         self.default_working_directory = sources
@@ -348,7 +350,14 @@ class JobRun:
                 if "checkout" in step:
                     if step["checkout"] == "none":
                         continue
-                    self.checkout(step, layout[step["checkout"]], token)
+                    try:
+                        self.checkout(step, layout[step["checkout"]], token)
+                    except StepFailed as error:
+                        self.log(f"##[error]{display}: {error}")
+                        self.result.steps.append((display, "Failed"))
+                        self.result.error = self.result.error or f"{display}: {error}"
+                        self.status = "Failed"
+                        break
                     self.result.steps.append((display, "Succeeded"))
                     continue
                 if not self.step_condition(step):
@@ -416,8 +425,20 @@ class PipelineRun:
             return self.self_ref, self.self_commit
         return str(self.resources[alias].get("ref", "refs/heads/main")), self.resource_commits.get(alias, "")
 
+    def run_variables(self) -> dict[str, str]:
+        """The predefined variables known before any job starts (stage and job conditions read them)."""
+        trigger = self.trigger
+        return {"Build.Reason": trigger.reason, "Build.SourceBranch": self.self_ref,
+                "Build.SourceBranchName": self.self_ref.rsplit("/", 1)[-1], "Build.SourceVersion": self.self_commit,
+                "Build.BuildId": self.build_id, "Build.BuildNumber": self.build_number,
+                "Build.Repository.Name": self.org.self_repository, "System.TeamProject": self.org.git.project,
+                "System.CollectionUri": self.org.git.collection_uri,
+                **({"System.PullRequest.TargetBranch": trigger.target_branch,
+                    "System.PullRequest.PullRequestId": trigger.pull_request_id}
+                   if trigger.reason == "PullRequest" else {})}
+
     def pipeline_variables(self) -> dict[str, str]:
-        variables: dict[str, str] = {}
+        variables: dict[str, str] = self.run_variables()
         for entry in self.pipeline.get("variables") or []:
             if "group" in entry:
                 group = self.org.variable_groups.get(entry["group"])
@@ -434,9 +455,13 @@ class PipelineRun:
         return [{"stage": "__default", "jobs": self.pipeline.get("jobs") or [{"job": "__default",
                                                                               "steps": self.pipeline["steps"]}]}]
 
-    def run(self, jobs: set[str] | None = None, until: dict[str, str] | None = None) -> RunResult:
+    def run(self, jobs: set[str] | None = None, until: dict[str, str] | None = None,
+            given: dict[str, JobResult] | None = None) -> RunResult:
         """Runs every stage and job (or only JOBS, as "Stage.Job"; the others count as skipped); UNTIL maps
-        "Stage.Job" to the displayName of the last step to run in that job."""
+        "Stage.Job" to the displayName of the last step to run in that job. GIVEN holds results of jobs of
+        an earlier run ("Stage.Job" -> result with outputs), used instead of running them, like Azure's
+        "rerun failed jobs" keeps the outputs of the jobs that succeeded."""
+        given = given or {}
         stage_results: dict[str, str] = {}
         stage_outputs: dict[str, dict[str, str]] = {}
         base_variables = self.pipeline_variables()
@@ -462,7 +487,7 @@ class PipelineRun:
                                    for s in stage_results}
             for job in self._job_order(stage.get("jobs") or []):
                 job_name = job["job"]
-                result = JobResult(name, job_name)
+                result = given.get(f"{name}.{job_name}") or JobResult(name, job_name)
                 self.results[f"{name}.{job_name}"] = result
                 job_results[job_name] = result
                 job_depends = job.get("dependsOn", [])
@@ -477,7 +502,7 @@ class PipelineRun:
                     value = to_string(entry.get("value", ""))
                     runtime = RUNTIME_EXPR.match(value)
                     variables[entry["name"]] = to_string(evaluate_text(runtime.group(1), context)) if runtime else value
-                if jobs is not None and f"{name}.{job_name}" not in jobs:
+                if f"{name}.{job_name}" in given or (jobs is not None and f"{name}.{job_name}" not in jobs):
                     continue
                 if not self._condition(job.get("condition"), variables, job_deps, previous_stage_jobs):
                     continue
