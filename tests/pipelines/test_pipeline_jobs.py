@@ -126,8 +126,9 @@ def test_the_job_token_reaches_the_repository_envbot_clones(layout_project: Proj
     from tests.pipelines.harness.templates import expand_pipeline
 
     expanded = expand_pipeline(REPO_ROOT / pipeline, PARAMETERS.get(job))
-    steps = next(j for s in expanded["stages"] if s["stage"] == stage for j in s["jobs"] if j["job"] == name)["steps"]
-    mapped = next(s["env"]["ENVIRONMENTS_REPOSITORY"] for s in steps if "ENVIRONMENTS_REPOSITORY" in (s.get("env") or {}))
+    jobs = [j for s in expanded["stages"] if s["stage"] == stage for j in s["jobs"] if j["job"] == name]
+    mapped = next(s["env"]["ENVIRONMENTS_REPOSITORY"] for s in jobs[0]["steps"]
+                  if "ENVIRONMENTS_REPOSITORY" in (s.get("env") or {}))
     repository = re.sub(r"\$\(([^)]+)\)", lambda m: result.variables.get(m.group(1), m.group(0)), mapped)
     assert repository == layout_project.environments_repository
     assert repository in result.token_scope, f"{job}: the token reaches {sorted(result.token_scope)} only"
@@ -138,8 +139,8 @@ def test_one_name_for_the_environments_repository() -> None:
     azure-pipelines.yml. Every pipeline, doc and manifest that names it agrees."""
     name = environments_repository_name(REPO_ROOT / "azure-pipelines.yml")
     for pipeline in PIPELINES:
-        if "environments" in ((load_yaml(REPO_ROOT / pipeline).get("resources") or {}).get("repositories") or [{}])[0].get(
-                "repository", ""):
+        resources = (load_yaml(REPO_ROOT / pipeline).get("resources") or {}).get("repositories") or []
+        if any(r.get("repository") == "environments" for r in resources):
             assert environments_repository_name(REPO_ROOT / pipeline) == name, pipeline
     texts = {path: path.read_text() for path in [REPO_ROOT / "docs" / "pipelines.md",
                                                   REPO_ROOT / "docs" / "bootstrap-aks.md",
