@@ -107,7 +107,8 @@ def test_the_prometheus_operator_is_installed_where_the_chart_expects_it() -> No
         release = monitor["labels"]["release"]
         assert re.search(rf"helm upgrade --install {release} prometheus-community/kube-prometheus-stack\s+"
                          rf"--namespace {monitoring_namespace}", commands), env
-    assert position(r"kube-prometheus-stack") < position(r"kubectl apply -n argocd -f environments/argocd/applicationset")
+    sync = position(r"kubectl apply -n argocd -f environments/argocd/applicationset")
+    assert position(r"kube-prometheus-stack") < sync
 
 
 def test_cert_manager_issues_what_the_ingresses_ask_for() -> None:
