@@ -62,6 +62,7 @@ def _commit_tree(source_files: list[tuple[Path, str]], work: Path, bare: Path, m
     git(work, "add", "-A")
     git(work, *GIT_IDENTITY, "commit", "-q", "-m", message)
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True, capture_output=True)
+    git(bare, "config", "uploadpack.allowReachableSHA1InWant", "true")   # Azure Repos serves commits by id
     return git(work, "rev-parse", "HEAD")
 
 
@@ -132,10 +133,16 @@ def project(tmp: Path, layout: str, *, variable_groups: dict[str, dict[str, str]
         _commit_tree(env_files, tmp / "src" / environments_repository, repos / f"{environments_repository}.git",
                      "Environments of ai-app")
     virtualenv = os.environ.get("VIRTUAL_ENV")
+    image_bin = tmp / "agent-image" / "bin"
+    image_bin.mkdir(parents=True)
+    if os.geteuid() == 0 and shutil.which("sudo") is None:
+        # Hosted agents run steps as a user with passwordless sudo; here the steps already run as root.
+        (image_bin / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+        (image_bin / "sudo").chmod(0o755)
     with serve(repos, ADMIN_TOKEN) as server:
         org = Organization(git=server, self_repository=APP_REPOSITORY, variable_groups=variable_groups or {},
                            service_connections=service_connections or {},
                            cache_dir=cache_dir or tmp / "pipeline-caches",
-                           host_path=host_path_without(virtualenv), extra_env=extra_env or {})
+                           host_path=f"{image_bin}:{host_path_without(virtualenv)}", extra_env=extra_env or {})
         org.cache_dir.mkdir(parents=True, exist_ok=True)
         yield Project(org, tmp, layout, app_commit, environments_repository)

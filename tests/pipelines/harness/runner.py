@@ -268,8 +268,10 @@ class JobRun:
 
         git("init", "-q")
         git("remote", "add", "origin", url)
+        # Like the agent: fetch the commit the run is for (by id when known, as the ref may have moved
+        # since the run was queued) plus the branches, then check it out detached.
         fetch = ["-c", header, "fetch", "--force", "--no-tags", "--prune", "origin",
-                 "+refs/heads/*:refs/remotes/origin/*", f"+{ref}:refs/remotes/origin/__checkout"]
+                 "+refs/heads/*:refs/remotes/origin/*", f"+{commit or ref}:refs/remotes/origin/__checkout"]
         if depth:
             fetch[3:3] = [f"--depth={depth}"]
         proc = git(*fetch)

@@ -1,0 +1,116 @@
+"""Whole jobs through the harness against the local stand-ins (TLS registry for ACR, Azurite for Blob
+Storage, the token-checking git server for Azure Repos, the shared Docker engine), in both repository
+layouts. These install Python packages the way the jobs do (pip, with the Cache@2 stand-in keeping the
+download cache for the session), so they take minutes; each job is bounded by the harness's step timeout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.pipelines.harness.org import ADMIN_TOKEN, LAYOUTS, Project, project
+from tests.pipelines.harness.runner import JobResult
+from tests.pipelines.harness.tasks import ServiceConnection
+from tests.pipelines.test_pipeline_jobs import SCHEDULE, ci_triggers
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="session")
+def pip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Cache@2 store of the session: the first job fills the pip cache, later jobs restore it."""
+    return tmp_path_factory.mktemp("pipeline-caches")
+
+
+@pytest.fixture(scope="module")
+def delivery(azurite, oci_registry, base_image, tmp_path_factory: pytest.TempPathFactory):
+    """Azurite, and an app image in the TLS registry."""
+    from tests.bot.conftest import build_and_push
+
+    os.environ.setdefault("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    model_file = tmp_path_factory.mktemp("model") / "model.onnx"
+    name = f"{oci_registry.host}/ai-app"
+    digest = build_and_push(base_image, name, "first", {"org.opencontainers.image.revision": "0" * 40})
+    return {"image": f"{name}@{digest}", "azurite": azurite, "registry": oci_registry,
+            "base_image": base_image, "model_file": model_file}
+
+
+def envbot_env(delivery) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+            "AZURE_STORAGE_CONNECTION_STRING": delivery["azurite"].connection_string,
+            "REQUESTS_CA_BUNDLE": str(delivery["registry"].ca_file), "ENVBOT_GIT_NAME": "platform engineer",
+            "ENVBOT_GIT_EMAIL": "platform@example.invalid"}
+
+
+@pytest.fixture(params=LAYOUTS)
+def released(request: pytest.FixtureRequest, delivery, tmp_path: Path, pip_cache: Path):
+    """The project with its first release pinned in dev (docs/bootstrap-aks.md section 6), by envbot: the
+    image, and iris-logreg 2 from a fresh model store (versions 1 and 2)."""
+    from azure.storage.blob import BlobServiceClient
+
+    from app.modelstore import model_uri, publish_model
+
+    service = BlobServiceClient.from_connection_string(delivery["azurite"].connection_string)
+    container = service.create_container(f"models-{uuid.uuid4().hex[:12]}")
+    delivery["store"] = f"{delivery['azurite'].blob_endpoint}/{container.container_name}"
+    for version in ("1", "2"):
+        delivery["model_file"].write_bytes(f"model version {version}".encode())
+        publish_model(delivery["model_file"], model_uri(delivery["store"], "iris-logreg", version))
+    connection_env = {"AZURE_STORAGE_CONNECTION_STRING": delivery["azurite"].connection_string,
+                      "REQUESTS_CA_BUNDLE": str(delivery["registry"].ca_file)}
+    with project(tmp_path, request.param, cache_dir=pip_cache,
+                 variable_groups={"ai-app-delivery": {"registry": delivery["registry"].host,
+                                                      "imageRepository": "ai-app",
+                                                      "baseImage": delivery["base_image"]}},
+                 service_connections={
+                     "ai-app-azure": ServiceConnection("azurerm", connection_env),
+                     "ai-app-acr": ServiceConnection("dockerregistry", registry=delivery["registry"].host)},
+                 ) as proj:
+        config = tmp_path / "admin.gitconfig"
+        config.write_text(f'[http]\n\textraheader = AUTHORIZATION: bearer {ADMIN_TOKEN}\n')
+        proc = subprocess.run([sys.executable, "-m", "bot.main", "update", "dev", "--repo",
+                               proj.org.git.url(proj.environments_repository), "--image", delivery["image"],
+                               "--model", f"{delivery['store']}/iris-logreg/2/model.onnx"],
+                              capture_output=True, text=True, timeout=300,
+                              env={**envbot_env(delivery), "GIT_CONFIG_GLOBAL": str(config)})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield proj
+
+
+def dev_values(proj: Project) -> str:
+    return subprocess.run(["git", "-C", str(proj.root / "repos" / f"{proj.environments_repository}.git"), "show",
+                           "main:environments/dev/values.yaml"], capture_output=True, text=True, check=True).stdout
+
+
+def assert_succeeded(result: JobResult) -> None:
+    assert result.result == "Succeeded", f"{result.stage}.{result.name}: {result.error}\n{result.text[-6000:]}"
+
+
+def test_model_watch_releases_a_newer_model_to_dev(released: Project, delivery) -> None:
+    from app.modelstore import model_uri, publish_model
+
+    quiet = released.run("pipelines/model-watch.yml", SCHEDULE)
+    assert_succeeded(quiet.job("WatchModel", "Compare"))
+    assert quiet.job("WatchModel", "Update").result == "Skipped"      # nothing new: no second job
+
+    newer = model_uri(delivery["store"], "iris-logreg", "3")
+    publish_model(delivery["model_file"], newer)
+    before = released.head(released.environments_repository)
+    run = released.run("pipelines/model-watch.yml", SCHEDULE)
+    assert run.job("WatchModel", "Compare").outputs == {"watch.newModelUri": newer}
+    update = run.job("WatchModel", "Update")
+    assert_succeeded(update)
+    assert f"uri: {newer}" in dev_values(released)
+    assert released.head(released.environments_repository) != before
+    assert released.environments_repository in update.token_scope
+    if released.layout == "single":
+        changed = subprocess.run(["git", "-C", str(released.root / "repos" / f"{released.environments_repository}.git"),
+                                  "diff", "--name-only", before, "main"], capture_output=True, text=True,
+                                 check=True).stdout.split()
+        assert changed and not ci_triggers(released.root / "src" / "ai-app" / "azure-pipelines.yml",
+                                           "refs/heads/main", changed)
