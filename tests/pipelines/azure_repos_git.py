@@ -10,6 +10,7 @@ TF401019 ("does not exist or you do not have permissions"), whether or not it ex
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ class AzureReposGit:
     # reaches every repository (the "collection scope" of an organization without the protection).
     scopes: dict[str, frozenset[str]] = field(default_factory=dict)
     pushes: list[tuple[str, str]] = field(default_factory=list)   # (repository, token) of each push
+    threads: list[dict] = field(default_factory=list)   # pull request threads created through the REST API
 
     def url(self, repository: str) -> str:
         return f"{self.collection_uri}{quote(self.project)}/_git/{quote(repository)}"
@@ -62,6 +64,10 @@ def _handler(server_state: AzureReposGit) -> type[BaseHTTPRequestHandler]:
                 self.send_header("WWW-Authenticate", 'Bearer realm="azure-repos"')
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return
+            api = f"{COLLECTION_PATH}{quote(server_state.project)}/_apis/git/repositories/"
+            if parts.path.startswith(api) and self.command == "POST":
+                self._create_thread(unquote(parts.path[len(api):]), token)
                 return
             prefix = f"{COLLECTION_PATH}{quote(server_state.project)}/_git/"
             if not parts.path.startswith(prefix):
@@ -105,6 +111,24 @@ def _handler(server_state: AzureReposGit) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             for key, value in headers:
                 self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _create_thread(self, rest: str, token: str) -> None:
+            """Azure Repos' "Pull Request Threads - Create": .../repositories/{repo}/pullRequests/{id}/threads."""
+            repository, _, tail = rest.partition("/pullRequests/")
+            pull_request, _, what = tail.partition("/")
+            scope = server_state.scopes.get(token)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if what != "threads" or not pull_request.isdigit() or (scope is not None and repository not in scope):
+                self.send_error(404)
+                return
+            server_state.threads.append({"repository": repository, "pull_request": int(pull_request), "body": body})
+            payload = json.dumps({"id": len(server_state.threads), **body}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -196,3 +196,67 @@ def test_envbot_pushes_do_not_start_ci_in_the_single_repository_layout() -> None
     assert ci_triggers(main, "refs/heads/main", ["app/server.py", *pushed])
     assert not ci_triggers(main, "refs/heads/main", ["docs/pipelines.md"])
     assert not ci_triggers(main, "refs/heads/feature", ["app/server.py"])
+
+
+def test_the_base_image_is_pinned_by_digest() -> None:
+    """Finding 7a: a tag moves with every upstream rebuild; the image built from the same commit must not."""
+    base = load_yaml(REPO_ROOT / "pipelines" / "variables" / "common.yml")["variables"]["baseImage"]
+    assert re.fullmatch(r"[a-z0-9./-]+:[\w.-]+@sha256:[0-9a-f]{64}", base), base
+
+
+def scheduled_runs_per_week(pipeline: Path) -> int:
+    from datetime import datetime, timedelta
+
+    from croniter import croniter
+
+    start = datetime(2026, 1, 5)     # a Monday
+    runs = 0
+    for schedule in load_yaml(pipeline).get("schedules") or []:
+        times = croniter(schedule["cron"], start - timedelta(seconds=1))
+        while (when := times.get_next(datetime)) < start + timedelta(days=7):
+            runs += 1
+    return runs
+
+
+def test_the_model_watch_does_not_burn_a_job_every_half_hour() -> None:
+    """Finding 7b: when nothing changed the watch costs one short job an hour in working hours (15 a
+    weekday, none at the weekend: 75 a week instead of 336), and that job installs only what the watch
+    imports; the job with the whole project runs only when a newer model exists."""
+    from tests.pipelines.harness.templates import expand_pipeline
+
+    watch = REPO_ROOT / "pipelines" / "model-watch.yml"
+    assert scheduled_runs_per_week(watch) <= 75
+    compare = expand_pipeline(watch)["stages"][0]["jobs"][0]
+    assert compare["job"] == "Compare"
+    names = [s.get("displayName", "") for s in compare["steps"]]
+    assert "Install the project into .venv" not in names and "Install what the watch imports" in names
+    update = expand_pipeline(watch)["stages"][0]["jobs"][1]
+    assert "ne(dependencies.Compare.outputs['watch.newModelUri'], '')" in update["condition"]
+
+
+def test_the_watch_requirements_are_the_projects_own() -> None:
+    """One source for each dependency's version range: pyproject.toml."""
+    import tomllib
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [line.strip() for line in (REPO_ROOT / "pipelines" / "scripts" / "model-watch-requirements.txt")
+             .read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert lines and all(line in declared for line in lines), set(lines) - set(declared)
+
+
+def test_docs_name_what_the_files_define() -> None:
+    """docs/pipelines.md agrees with the files: pipeline files, variable names of common.yml and the group,
+    service connections, templates and scripts it mentions exist."""
+    doc = (REPO_ROOT / "docs" / "pipelines.md").read_text()
+    common = load_yaml(REPO_ROOT / "pipelines" / "variables" / "common.yml")["variables"]
+    for name in ("azureServiceConnection", "acrServiceConnection"):
+        assert f"`{common[name]}`" in doc, name
+    for path in set(re.findall(r"`((?:pipelines|app|devenv|bot|tests)/[\w./-]+\.(?:yml|py|txt))`", doc)):
+        assert (REPO_ROOT / path).is_file(), f"docs/pipelines.md names {path}, which does not exist"
+    group = {entry["group"] for p in PIPELINES for entry in load_yaml(REPO_ROOT / p).get("variables") or []
+             if isinstance(entry, dict) and "group" in entry}
+    assert group == {"ai-app-delivery"} and "`ai-app-delivery`" in doc
+    overrides = re.search(r"per-organization overrides of (.*?);", doc).group(1)
+    for name in re.findall(r"`(\w+)`", overrides):
+        assert name in common, f"docs/pipelines.md: the group overrides {name}, which common.yml does not define"
+    assert all(f"`{p}`" in doc for p in PIPELINES)

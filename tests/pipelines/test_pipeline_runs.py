@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.pipelines.harness.org import ADMIN_TOKEN, LAYOUTS, Project, project
-from tests.pipelines.harness.runner import JobResult
+from tests.pipelines.harness.runner import JobResult, Trigger
 from tests.pipelines.harness.tasks import ServiceConnection
 from tests.pipelines.test_pipeline_jobs import SCHEDULE, ci_triggers
 
@@ -114,3 +114,25 @@ def test_model_watch_releases_a_newer_model_to_dev(released: Project, delivery) 
                                  check=True).stdout.split()
         assert changed and not ci_triggers(released.root / "src" / "ai-app" / "azure-pipelines.yml",
                                            "refs/heads/main", changed)
+
+
+def test_environments_pr_renders_validates_and_comments(released: Project) -> None:
+    """Finding 4: in the separate layout promotion.yaml's `../charts/ai-app` is not in the environments
+    repository; the job renders with the application repository's chart instead."""
+    values = dev_values(released) + 'podAnnotations:\n  example.com/reviewed: "yes"\n'
+    merge = released.pull_request(released.environments_repository, {"environments/dev/values.yaml": values},
+                                  number=7)
+    trigger = Trigger(reason="PullRequest", source_branch="refs/pull/7/merge", repository="environments",
+                      target_branch="refs/heads/main", pull_request_id="7")
+    run = released.run("pipelines/environments-pr.yml", trigger, resource_commits={"environments": merge})
+    job = run.job("Validate", "Environments")
+    assert_succeeded(job)
+    sources = job.workspace / "s"
+    assert "example.com/reviewed" in (sources / "rendered" / "dev.yaml").read_text()
+    assert (sources / "changed-environments.txt").read_text().split() == ["dev"]
+    thread, = released.org.git.threads
+    assert thread["repository"] == released.environments_repository and thread["pull_request"] == 7
+    comment = thread["body"]["comments"][0]["content"]
+    assert "### dev" in comment and "+    example.com/reviewed" in comment.replace('"yes"', "yes")
+    if released.layout == "separate":
+        assert "rendering with the application repository's chart" in job.text
