@@ -213,7 +213,7 @@ def scheduled_runs_per_week(pipeline: Path) -> int:
     runs = 0
     for schedule in load_yaml(pipeline).get("schedules") or []:
         times = croniter(schedule["cron"], start - timedelta(seconds=1))
-        while (when := times.get_next(datetime)) < start + timedelta(days=7):
+        while times.get_next(datetime) < start + timedelta(days=7):
             runs += 1
     return runs
 
