@@ -6,6 +6,7 @@ download cache for the session), so they take minutes; each job is bounded by th
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -16,7 +17,7 @@ import pytest
 from tests.pipelines.harness.org import ADMIN_TOKEN, LAYOUTS, Project, project
 from tests.pipelines.harness.runner import JobResult, Trigger
 from tests.pipelines.harness.tasks import ServiceConnection
-from tests.pipelines.test_pipeline_jobs import SCHEDULE, ci_triggers
+from tests.pipelines.test_pipeline_jobs import MAIN, SCHEDULE, ci_triggers
 
 pytestmark = pytest.mark.docker
 
@@ -136,3 +137,88 @@ def test_environments_pr_renders_validates_and_comments(released: Project) -> No
     assert "### dev" in comment and "+    example.com/reviewed" in comment.replace('"yes"', "yes")
     if released.layout == "separate":
         assert "rendering with the application repository's chart" in job.text
+
+
+def built_stage(image: str, model: str) -> dict[str, JobResult]:
+    """The Test and Build stages of an earlier CI run of main that pushed IMAGE with MODEL baked in."""
+    return {"Test.Lint": JobResult("Test", "Lint", "Succeeded"), "Test.Tests": JobResult("Test", "Tests", "Succeeded"),
+            "Build.BuildImage": JobResult("Build", "BuildImage", "Succeeded", {
+                "pushImage.imageRef": image, "pushImage.imageDigest": image.split("@")[1],
+                "pushImage.modelUri": model})}
+
+
+def test_main_pins_the_pushed_image_and_model_in_dev(released: Project, delivery) -> None:
+    from tests.bot.conftest import build_and_push
+
+    name = f"{delivery['registry'].host}/ai-app"
+    digest = build_and_push(delivery["base_image"], name, f"ci-{released.layout}",
+                            {"org.opencontainers.image.revision": released.app_commit})
+    model = f"{delivery['store']}/iris-logreg/1/model.onnx"
+    before = released.head(released.environments_repository)
+    run = released.run("azure-pipelines.yml", MAIN, given=built_stage(f"{name}@{digest}", model))
+    assert run.stages["UpdateDevModel"] == "Skipped"
+    update = run.job("UpdateDev", "EnvbotUpdate")
+    assert_succeeded(update)
+    values = dev_values(released)
+    assert f'digest: "{digest}"' in values and f"uri: {model}" in values
+    assert released.head(released.environments_repository) != before
+    assert (released.environments_repository, ) == tuple({r for r, _ in released.org.git.pushes})
+
+
+def test_a_model_only_release_keeps_devs_image(released: Project, delivery) -> None:
+    from app.modelstore import model_uri, publish_model
+
+    model = model_uri(delivery["store"], "iris-logreg", "5")
+    publish_model(delivery["model_file"], model)
+    image_before = re.search(r'digest: "(sha256:[0-9a-f]{64})"', dev_values(released)).group(1)
+    trigger = Trigger(reason="Manual", source_branch="refs/heads/main")
+    run = released.run("azure-pipelines.yml", trigger, parameters={"modelUri": model, "modelOnly": "true"},
+                       given={"Test.Lint": JobResult("Test", "Lint", "Succeeded"),
+                              "Test.Tests": JobResult("Test", "Tests", "Succeeded")})
+    assert run.stages["Build"] == "Skipped" and run.stages["UpdateDev"] == "Skipped"
+    assert_succeeded(run.job("UpdateDevModel", "EnvbotUpdateModel"))
+    values = dev_values(released)
+    assert f"uri: {model}" in values and f'digest: "{image_before}"' in values
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ci_on_main_runs_every_job(layout: str, delivery, tmp_path: Path, pip_cache: Path) -> None:
+    """The whole of azure-pipelines.yml: lint, the test job (its pytest narrowed to the harness's own
+    expression tests through PYTEST_ADDOPTS, the suite being what runs this), fetch the model, build and
+    push the image, pin it in dev. The longest test here: every job installs the project."""
+    from azure.storage.blob import BlobServiceClient
+
+    from app.modelstore import model_uri, publish_model
+
+    connection_env = {"AZURE_STORAGE_CONNECTION_STRING": delivery["azurite"].connection_string,
+                      "REQUESTS_CA_BUNDLE": str(delivery["registry"].ca_file)}
+    container = BlobServiceClient.from_connection_string(connection_env["AZURE_STORAGE_CONNECTION_STRING"]) \
+        .create_container(f"ci-{uuid.uuid4().hex[:12]}")
+    store = f"{delivery['azurite'].blob_endpoint}/{container.container_name}"
+    model = model_uri(store, "iris-logreg", "1")
+    delivery["model_file"].write_bytes(b"model for the CI run")
+    publish_model(delivery["model_file"], model)
+    with project(tmp_path, layout, cache_dir=pip_cache,
+                 variable_groups={"ai-app-delivery": {"registry": delivery["registry"].host,
+                                                      "imageRepository": "ai-app",
+                                                      "baseImage": delivery["base_image"]}},
+                 service_connections={
+                     "ai-app-azure": ServiceConnection("azurerm", connection_env),
+                     "ai-app-acr": ServiceConnection("dockerregistry", registry=delivery["registry"].host)},
+                 extra_env={"PYTEST_ADDOPTS": "tests/pipelines/test_harness.py -k expression_semantics"},
+                 ) as proj:
+        config = tmp_path / "admin.gitconfig"
+        config.write_text(f'[http]\n\textraheader = AUTHORIZATION: bearer {ADMIN_TOKEN}\n')
+        subprocess.run([sys.executable, "-m", "bot.main", "update", "dev", "--repo",
+                        proj.org.git.url(proj.environments_repository), "--image", delivery["image"], "--model", model],
+                       check=True, capture_output=True, text=True, timeout=300,
+                       env={**envbot_env(delivery), "GIT_CONFIG_GLOBAL": str(config)})
+        run = proj.run("azure-pipelines.yml", Trigger(reason="Manual", source_branch="refs/heads/main"),
+                       parameters={"modelUri": model})
+        for job in ("Test.Lint", "Test.Tests", "Build.BuildImage", "UpdateDev.EnvbotUpdate"):
+            assert_succeeded(run.jobs[job])
+        assert [p.name for p in run.jobs["Test.Tests"].published] == ["junit.xml"]
+        image_ref = run.jobs["Build.BuildImage"].outputs["pushImage.imageRef"]
+        assert image_ref.startswith(f"{delivery['registry'].host}/ai-app@sha256:")
+        assert f'digest: "{image_ref.split("@")[1]}"' in dev_values(proj)
+        assert run.stages["UpdateDevModel"] == "Skipped"

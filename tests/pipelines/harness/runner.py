@@ -76,6 +76,7 @@ class JobResult:
     variables: dict[str, str] = field(default_factory=dict)
     error: str = ""
     token_scope: frozenset[str] = frozenset()     # repositories the job access token reached
+    published: list[Path] = field(default_factory=list)   # test result files PublishTestResults@2 read
 
     @property
     def text(self) -> str:
@@ -390,6 +391,7 @@ class JobRun:
         self.result.result = self.status
         self.result.workspace = self.build_dir
         self.result.variables = dict(self.variables)
+        self.result.published = list(self.published_results)
 
 
 class PipelineRun:
