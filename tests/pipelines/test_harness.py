@@ -323,3 +323,30 @@ def test_pull_request_runs_set_the_pull_request_variables(separate: Project) -> 
     trigger = Trigger(reason="PullRequest", source_branch="refs/heads/main", target_branch="refs/heads/main",
                       pull_request_id="7")
     assert separate.run(name, trigger=trigger).job("__default", "__default").result == "Succeeded"
+
+
+def test_cache_saves_after_a_successful_job_and_restore_keys_match_by_prefix(separate: Project) -> None:
+    name = pipeline(separate, "cache-restore.yml", """\
+        jobs:
+          - job: Fill
+            steps:
+              - task: Cache@2
+                inputs:
+                  key: 'harness | "one" | pyproject.toml'
+                  path: $(Pipeline.Workspace)/cached
+              - bash: mkdir -p "$(Pipeline.Workspace)/cached" && echo filled > "$(Pipeline.Workspace)/cached/f"
+          - job: Reuse
+            dependsOn: Fill
+            steps:
+              - task: Cache@2
+                inputs:
+                  key: 'harness | "two" | pyproject.toml'
+                  restoreKeys: |
+                    harness | "none"
+                    harness
+                  path: $(Pipeline.Workspace)/cached
+                  cacheHitVar: HIT
+              - bash: test "$(cat "$(Pipeline.Workspace)/cached/f")" = filled && test "$HIT" = inexact
+    """)
+    run = separate.run(name)
+    assert run.job("__default", "Reuse").result == "Succeeded", run.job("__default", "Reuse").text

@@ -236,7 +236,8 @@ def _python_version(python: str) -> str:
 def _cache_key(job: JobRun, key: str) -> str:
     """Cache@2's key: segments split on `|`; a quoted segment is a string; a segment that looks like a file
     path (it contains `/` or `.`) names a file, relative to System.DefaultWorkingDirectory, that must exist
-    when the task runs (the task hashes its contents; Microsoft: "This file must exist")."""
+    when the task runs (the task hashes its contents; Microsoft: "This file must exist"). Returns the
+    resolved key, file segments replaced by their hash."""
     parts = []
     for segment in (s.strip() for s in key.split("|")):
         if segment.startswith('"') and segment.endswith('"'):
@@ -254,21 +255,37 @@ def _cache_key(job: JobRun, key: str) -> str:
             parts.append(digest.hexdigest())
         else:
             parts.append(segment)
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return "|".join(parts)
 
 
 def _cache(job: JobRun, step: dict[str, Any], inputs: dict[str, str]) -> None:
+    """Restores the entry of the exact key, else the newest entry whose key starts with a restore key
+    (in the order given); saves PATH under the exact key after the job when it was a miss."""
     key = _cache_key(job, inputs["key"])
     path = job.resolve(inputs["path"])
-    store = job.org.cache_dir / key
-    if store.is_dir():
-        shutil.copytree(store, path, dirs_exist_ok=True)
-        job.log(f"Cache@2: restored {path} from key {key[:12]}")
+    store = job.org.cache_dir / hashlib.sha256(key.encode()).hexdigest()
+    hit = store.is_dir()
+    source = store if hit else None
+    for restore in (line.strip() for line in (inputs.get("restoreKeys") or "").splitlines()):
+        if source is not None or not restore:
+            continue
+        prefix = _cache_key(job, restore)
+        entries = [e for e in job.org.cache_dir.iterdir() if (e / ".cache-key").is_file()
+                   and (e / ".cache-key").read_text().startswith(prefix)]
+        source = max(entries, key=lambda e: e.stat().st_mtime, default=None)
+    if source is not None:
+        shutil.copytree(source, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".cache-key"))
+        job.log(f"Cache@2: restored {path} ({'hit' if hit else 'restore key'})")
     else:
-        job.log(f"Cache@2: miss for key {key[:12]}")
-        job.post_job.append(lambda: path.is_dir() and shutil.copytree(path, store, dirs_exist_ok=True))
+        job.log("Cache@2: miss")
+    if not hit:
+        def save() -> None:
+            if path.is_dir():
+                shutil.copytree(path, store, dirs_exist_ok=True)
+                (store / ".cache-key").write_text(key)
+        job.post_job.append(save)
     if inputs.get("cacheHitVar"):
-        job.set_variable(inputs["cacheHitVar"], "true" if store.is_dir() else "false")
+        job.set_variable(inputs["cacheHitVar"], "true" if hit else ("inexact" if source else "false"))
 
 
 def _helm_installer(job: JobRun, step: dict[str, Any], inputs: dict[str, str]) -> None:
