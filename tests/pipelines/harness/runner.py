@@ -104,7 +104,7 @@ def _step_name(step: dict[str, Any]) -> str:
     for key in ("displayName", "name"):
         if step.get(key):
             return str(step[key])
-    for key in ("bash", "script", "task", "checkout"):
+    for key in ("bash", "script", "task", "checkout", "publish", "download"):
         if key in step:
             return f"{key}: {str(step[key]).strip().splitlines()[0] if step[key] else ''}"
     return "step"
@@ -214,6 +214,38 @@ class JobRun:
             self.prepend_path(value.strip())
         elif command == "task.complete" and props.get("result", "").lower() == "failed":
             self.status = "Failed"
+
+    def publish_artifact(self, step: dict[str, Any]) -> None:
+        """`publish:` (PublishPipelineArtifact@1): PATH, relative to System.DefaultWorkingDirectory, becomes
+        the run's artifact ARTIFACT; a name is published once per run."""
+        source = self.resolve(str(step["publish"]))
+        name = self.macro(step.get("artifact") or f"{self.result.stage}.{self.result.name}")
+        if not source.exists():
+            raise StepFailed(f"publish: {source} does not exist")
+        target = self.pipeline.artifacts_dir / name
+        if target.exists():
+            raise StepFailed(f"publish: artifact {name} was already published in this run")
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            target.mkdir(parents=True)
+            shutil.copy2(source, target / source.name)
+
+    def download_artifacts(self, step: dict[str, Any]) -> None:
+        """`download: current` (DownloadPipelineArtifact@2): the run's artifact ARTIFACT (all when not
+        named) into $(Pipeline.Workspace)/<artifact>."""
+        if step["download"] == "none":
+            return
+        if step["download"] != "current":
+            raise StepFailed("download: only artifacts of the current run have a local equivalent")
+        wanted = step.get("artifact")
+        available = sorted(p.name for p in self.pipeline.artifacts_dir.iterdir()) \
+            if self.pipeline.artifacts_dir.is_dir() else []
+        names = [self.macro(wanted)] if wanted else available
+        for name in names:
+            if name not in available:
+                raise StepFailed(f"download: artifact {name} not found in this run (published: {available})")
+            shutil.copytree(self.pipeline.artifacts_dir / name, self.build_dir / name, dirs_exist_ok=True)
 
     def step_condition(self, step: dict[str, Any]) -> bool:
         condition = step.get("condition", "succeeded()")
@@ -369,6 +401,10 @@ class JobRun:
                 try:
                     if "bash" in step or "script" in step:
                         self.run_bash(step.get("bash", step.get("script")), step)
+                    elif "publish" in step:
+                        self.publish_artifact(step)
+                    elif "download" in step:
+                        self.download_artifacts(step)
                     elif "task" in step:
                         run_task(self, step, step["task"])
                     else:
@@ -408,6 +444,9 @@ class PipelineRun:
         self.resources: dict[str, dict[str, Any]] = {
             r["repository"]: r for r in ((self.pipeline.get("resources") or {}).get("repositories") or [])}
         self.results: dict[str, JobResult] = {}
+        self.artifacts_dir = work_dir / "artifacts"
+        shutil.rmtree(self.artifacts_dir, ignore_errors=True)
+        self.artifacts_dir.mkdir(parents=True)
         self.build_id = "4711"
         self.build_number = "20260101.1"
 
