@@ -181,6 +181,7 @@ def test_a_model_only_release_keeps_devs_image(released: Project, delivery) -> N
     assert f"uri: {model}" in values and f'digest: "{image_before}"' in values
 
 
+@pytest.mark.timeout(3600)     # four jobs, each installing the project; each step is bounded by the harness
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_ci_on_main_runs_every_job(layout: str, delivery, tmp_path: Path, pip_cache: Path) -> None:
     """The whole of azure-pipelines.yml: lint, the test job (its pytest narrowed to the harness's own
