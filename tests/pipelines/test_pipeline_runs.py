@@ -30,7 +30,8 @@ def pip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def delivery(azurite, oci_registry, base_image, tmp_path_factory: pytest.TempPathFactory):
-    """Azurite, and an app image in the TLS registry."""
+    """Azurite, and an app image in the TLS registry. Models published here are bytes, not ONNX: published
+    without a model card (envbot pins models with or without one)."""
     from tests.bot.conftest import build_and_push
 
     os.environ.setdefault("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
@@ -61,7 +62,7 @@ def released(request: pytest.FixtureRequest, delivery, tmp_path: Path, pip_cache
     delivery["store"] = f"{delivery['azurite'].blob_endpoint}/{container.container_name}"
     for version in ("1", "2"):
         delivery["model_file"].write_bytes(f"model version {version}".encode())
-        publish_model(delivery["model_file"], model_uri(delivery["store"], "iris-logreg", version))
+        publish_model(delivery["model_file"], model_uri(delivery["store"], "iris-logreg", version), with_card=False)
     connection_env = {"AZURE_STORAGE_CONNECTION_STRING": delivery["azurite"].connection_string,
                       "REQUESTS_CA_BUNDLE": str(delivery["registry"].ca_file)}
     with project(tmp_path, request.param, cache_dir=pip_cache,
@@ -100,7 +101,7 @@ def test_model_watch_releases_a_newer_model_to_dev(released: Project, delivery) 
     assert quiet.job("WatchModel", "Update").result == "Skipped"      # nothing new: no second job
 
     newer = model_uri(delivery["store"], "iris-logreg", "3")
-    publish_model(delivery["model_file"], newer)
+    publish_model(delivery["model_file"], newer, with_card=False)
     before = released.head(released.environments_repository)
     run = released.run("pipelines/model-watch.yml", SCHEDULE)
     assert run.job("WatchModel", "Compare").outputs == {"watch.newModelUri": newer}
@@ -169,7 +170,7 @@ def test_a_model_only_release_keeps_devs_image(released: Project, delivery) -> N
     from app.modelstore import model_uri, publish_model
 
     model = model_uri(delivery["store"], "iris-logreg", "5")
-    publish_model(delivery["model_file"], model)
+    publish_model(delivery["model_file"], model, with_card=False)
     image_before = re.search(r'digest: "(sha256:[0-9a-f]{64})"', dev_values(released)).group(1)
     trigger = Trigger(reason="Manual", source_branch="refs/heads/main")
     run = released.run("azure-pipelines.yml", trigger, parameters={"modelUri": model, "modelOnly": "true"},
@@ -198,7 +199,7 @@ def test_ci_on_main_runs_every_job(layout: str, delivery, tmp_path: Path, pip_ca
     store = f"{delivery['azurite'].blob_endpoint}/{container.container_name}"
     model = model_uri(store, "iris-logreg", "1")
     delivery["model_file"].write_bytes(b"model for the CI run")
-    publish_model(delivery["model_file"], model)
+    publish_model(delivery["model_file"], model, with_card=False)
     with project(tmp_path, layout, cache_dir=pip_cache,
                  variable_groups={"ai-app-delivery": {"registry": delivery["registry"].host,
                                                       "imageRepository": "ai-app",
