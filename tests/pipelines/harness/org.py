@@ -137,7 +137,8 @@ def project(tmp: Path, layout: str, *, variable_groups: dict[str, dict[str, str]
     image_bin.mkdir(parents=True)
     if os.geteuid() == 0 and shutil.which("sudo") is None:
         # Hosted agents run steps as a user with passwordless sudo; here the steps already run as root.
-        (image_bin / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+        # `env` takes sudo's leading VAR=value arguments (sudo DEBIAN_FRONTEND=noninteractive apt-get ...).
+        (image_bin / "sudo").write_text('#!/bin/sh\nexec env "$@"\n')
         (image_bin / "sudo").chmod(0o755)
     with serve(repos, ADMIN_TOKEN) as server:
         org = Organization(git=server, self_repository=APP_REPOSITORY, variable_groups=variable_groups or {},
