@@ -30,6 +30,10 @@ APP_REPOSITORY = "ai-app"
 ADMIN_TOKEN = "project-admin"       # collection-scoped: what the tests use to prepare and inspect repositories
 GIT_IDENTITY = ["-c", "user.name=Harness", "-c", "user.email=harness@example.invalid"]
 LAYOUTS = ("separate", "single")
+# The host's trust store and proxy settings: the agent image's network configuration (a hosted agent has
+# its own). Nothing else of the host's environment reaches the steps.
+HOST_NETWORK_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+                    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "PIP_CERT", "NODE_EXTRA_CA_CERTS")
 
 
 def environments_repository_name(pipeline: Path) -> str:
@@ -140,10 +144,14 @@ def project(tmp: Path, layout: str, *, variable_groups: dict[str, dict[str, str]
         # `env` takes sudo's leading VAR=value arguments (sudo DEBIAN_FRONTEND=noninteractive apt-get ...).
         (image_bin / "sudo").write_text('#!/bin/sh\nexec env "$@"\n')
         (image_bin / "sudo").chmod(0o755)
+    network = {name: os.environ[name] for name in HOST_NETWORK_ENV if name in os.environ}
+    if "NODE_EXTRA_CA_CERTS" in network:
+        network["NPM_CONFIG_CAFILE"] = network["NODE_EXTRA_CA_CERTS"]   # npm ci checks against it
     with serve(repos, ADMIN_TOKEN) as server:
         org = Organization(git=server, self_repository=APP_REPOSITORY, variable_groups=variable_groups or {},
                            service_connections=service_connections or {},
                            cache_dir=cache_dir or tmp / "pipeline-caches",
-                           host_path=f"{image_bin}:{host_path_without(virtualenv)}", extra_env=extra_env or {})
+                           host_path=f"{image_bin}:{host_path_without(virtualenv)}",
+                           extra_env={**network, **(extra_env or {})})
         org.cache_dir.mkdir(parents=True, exist_ok=True)
         yield Project(org, tmp, layout, app_commit, environments_repository)
