@@ -10,25 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from app.modelstore.digest import READ_BYTES
-
-# onnxruntime type string -> (Open Inference Protocol datatype, numpy dtype).
-_ORT_TYPES: dict[str, tuple[str, np.dtype]] = {
-    "tensor(bool)": ("BOOL", np.dtype(np.bool_)),
-    "tensor(uint8)": ("UINT8", np.dtype(np.uint8)),
-    "tensor(uint16)": ("UINT16", np.dtype(np.uint16)),
-    "tensor(uint32)": ("UINT32", np.dtype(np.uint32)),
-    "tensor(uint64)": ("UINT64", np.dtype(np.uint64)),
-    "tensor(int8)": ("INT8", np.dtype(np.int8)),
-    "tensor(int16)": ("INT16", np.dtype(np.int16)),
-    "tensor(int32)": ("INT32", np.dtype(np.int32)),
-    "tensor(int64)": ("INT64", np.dtype(np.int64)),
-    "tensor(float16)": ("FP16", np.dtype(np.float16)),
-    "tensor(float)": ("FP32", np.dtype(np.float32)),
-    "tensor(double)": ("FP64", np.dtype(np.float64)),
-    "tensor(string)": ("BYTES", np.dtype(object)),
-}
-
+from app.datatypes import BY_ORT_TYPE
+from app.modelstore.digest import READ_BYTES, normalize_sha256
 
 if TYPE_CHECKING:
     from app.modelcard import ModelCard
@@ -77,21 +60,26 @@ def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file: {exc.strerror or exc}") from None
     actual = digest.hexdigest()
-    if expected_sha256 is not None and actual != expected_sha256.lower():
-        raise ModelDigestMismatch(path, expected_sha256.lower(), actual)
+    if expected_sha256 is not None:
+        try:
+            expected = normalize_sha256(expected_sha256, "expected sha256")
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        if actual != expected:
+            raise ModelDigestMismatch(path, expected, actual)
     return b"".join(chunks), actual
 
 
 def _tensor_spec(node: ort.NodeArg, path: Path) -> TensorSpec:
     try:
-        datatype, dtype = _ORT_TYPES[node.type]
+        datatype = BY_ORT_TYPE[node.type]
     except KeyError:
         hint = ""
         if node.type.startswith("seq(map"):
             hint = " (a skl2onnx classifier converted with ZipMap; convert with options={'zipmap': False})"
         raise ModelError(f"{path}: tensor {node.name!r} has type {node.type}, not a V2 tensor{hint}") from None
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (node.shape or []))
-    return TensorSpec(node.name, datatype, shape, dtype)
+    return TensorSpec(node.name, datatype.name, shape, datatype.dtype)
 
 
 class OnnxModel:

@@ -1,4 +1,4 @@
-"""The Flask app factory: settings from the environment, the V2 and ops blueprints, request hooks."""
+"""The Flask app factory: the app for a Settings object, the V2 and ops blueprints, request hooks."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from app.config import load_settings
+from app.config import Settings
 from app.metrics import Metrics
 from app.model import OnnxModel
 from app.state import ServiceState
@@ -52,20 +52,18 @@ def load_model(app: Flask) -> OnnxModel:
     return model
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app from the environment, overridden by `config`; loads the model if MODEL_PATH is set.
+def create_app(settings: Settings) -> Flask:
+    """Build the app for `settings` (app.config.load_settings reads them); loads the model if MODEL_PATH is set.
 
-    Raises app.config.ConfigError for bad settings and app.model.ModelError (including a sha256
-    mismatch) when the model cannot be served.
+    Raises app.model.ModelError (including a sha256 mismatch) when the model cannot be served.
     """
     app = Flask(__name__)
-    app.config.update(load_settings().as_flask_config())
-    if config:
-        app.config.update(config)
+    app.config.update(settings.as_flask_config())
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
     state = ServiceState(
         metrics=Metrics(app.config["MODEL_NAME"], app.config["MODEL_VERSION"]),
-        max_request_bytes=app.config["MAX_REQUEST_BYTES"],
+        max_request_bytes=settings.MAX_REQUEST_BYTES,
+        max_response_bytes=settings.MAX_RESPONSE_BYTES,
     )
     app.extensions["ai_app"] = state
     app.register_blueprint(create_v2_blueprint(state))

@@ -1,4 +1,4 @@
-"""What the model store needs from a storage service, and which service a URI names."""
+"""What the model store needs from a storage service: the interface every backend implements."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-
-from app.modelstore.uri import ModelUri
 
 # Connection and read timeouts (seconds): generous for a slow link, short enough that a dead
 # connection is retried rather than hanging an init container forever.
@@ -35,14 +33,3 @@ class Backend(Protocol):
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Names of the objects in the model's container or bucket that start with `prefix`."""
-
-
-def open_backend(location: ModelUri, *, client_retries: bool) -> Backend:
-    """The backend for `location`. `client_retries=False` leaves retrying to the caller (fetch resumes itself)."""
-    if location.store == "s3":
-        from app.modelstore.s3 import S3Backend
-
-        return S3Backend(location, client_retries=client_retries)
-    from app.modelstore.azure_blob import AzureBlobBackend
-
-    return AzureBlobBackend(location, client_retries=client_retries)

@@ -13,8 +13,9 @@ import tempfile
 from pathlib import Path
 
 from app.modelcard import CARD_FILE, MAX_CARD_BYTES, ModelCard, ModelCardError, parse_card
-from app.modelstore.backend import Backend, open_backend
+from app.modelstore.backend import Backend
 from app.modelstore.errors import ModelExists, ModelStoreError
+from app.modelstore.factory import open_backend
 from app.modelstore.retry import Backoff
 from app.modelstore.uri import ModelUri, parse_uri
 

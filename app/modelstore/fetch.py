@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TextIO
 
 from app.modelcard import CARD_FILE
-from app.modelstore.backend import Backend, open_backend
+from app.modelstore.backend import Backend
 from app.modelstore.card import read_card
 from app.modelstore.digest import file_sha256, normalize_sha256
 from app.modelstore.errors import DigestMismatch, ModelStoreError, TransientError
+from app.modelstore.factory import open_backend
 from app.modelstore.retry import Backoff
 from app.modelstore.uri import MODEL_FILE, parse_object_uri, parse_uri
 

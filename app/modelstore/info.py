@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.modelcard import ModelCard
-from app.modelstore.backend import open_backend
 from app.modelstore.errors import ModelStoreError
+from app.modelstore.factory import open_backend
 from app.modelstore.retry import Backoff
 from app.modelstore.uri import parse_uri
 

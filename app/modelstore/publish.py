@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.modelcard import ModelCardError, build_card
-from app.modelstore.backend import Backend, open_backend
+from app.modelstore.backend import Backend
 from app.modelstore.card import upload_card
 from app.modelstore.digest import file_sha256
 from app.modelstore.errors import ModelExists, ModelNotFound, ModelStoreError
+from app.modelstore.factory import open_backend
 from app.modelstore.info import ModelInfo
 from app.modelstore.uri import parse_uri
 

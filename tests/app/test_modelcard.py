@@ -177,6 +177,7 @@ def _serving_dir(tmp_path: Path, model: TrainedModel, card_bytes: bytes) -> Path
 
 def test_the_server_exposes_the_verified_card_in_version(
         trained_models: dict[str, TrainedModel], tmp_path: Path) -> None:
+    from app.config import Settings
     from app.server import create_app
 
     model = trained_models["iris-logreg"]
@@ -184,8 +185,8 @@ def test_the_server_exposes_the_verified_card_in_version(
                                        "metrics": {"accuracy": 0.96}})
     card = build_card(model.path, name="iris-logreg", version="1", sha256=model.sha256, metrics_file=metrics)
     path = _serving_dir(tmp_path, model, card.to_bytes())
-    app = create_app({"MODEL_PATH": str(path), "MODEL_SHA256": model.sha256, "MODEL_NAME": "iris-logreg",
-                      "MODEL_VERSION": "1"})
+    app = create_app(Settings(MODEL_PATH=str(path), MODEL_SHA256=model.sha256, MODEL_NAME="iris-logreg",
+                              MODEL_VERSION="1"))
     body = app.test_client().get("/version").json
     assert body["model"]["card"] == {"version": "1", "sha256": model.sha256, "metrics": {"accuracy": 0.96},
                                      "dataset": {"name": "iris-eval", "sha256": "cd" * 32}, "source": None,
@@ -195,6 +196,7 @@ def test_the_server_exposes_the_verified_card_in_version(
 @pytest.mark.parametrize("tamper", ["sha256", "signature"])
 def test_the_server_refuses_a_card_that_does_not_describe_its_model(
         trained_models: dict[str, TrainedModel], tmp_path: Path, tamper: str) -> None:
+    from app.config import Settings
     from app.model import ModelError
     from app.server import create_app
 
@@ -206,5 +208,5 @@ def test_the_server_refuses_a_card_that_does_not_describe_its_model(
         doc["inputs"][0]["name"] = "features"
     path = _serving_dir(tmp_path, model, json.dumps(doc).encode())
     with pytest.raises(ModelError, match="card"):
-        create_app({"MODEL_PATH": str(path), "MODEL_SHA256": model.sha256, "MODEL_NAME": "iris-logreg",
-                    "MODEL_VERSION": "1"})
+        create_app(Settings(MODEL_PATH=str(path), MODEL_SHA256=model.sha256, MODEL_NAME="iris-logreg",
+                            MODEL_VERSION="1"))

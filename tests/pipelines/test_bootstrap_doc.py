@@ -24,7 +24,7 @@ def values(env: str) -> dict:
 
 def bash_blocks(text: str) -> list[str]:
     """The doc's bash code blocks, continuation lines joined."""
-    return [block.replace("\\\n", " ") for block in re.findall(r"```bash\n(.*?)```", text, re.S)]
+    return [block.replace("\\\n", " ") for block in re.findall(r"```bash[^\n]*\n(.*?)```", text, re.S)]
 
 
 def az_invocations(text: str) -> list[tuple[str, list[str]]]:
