@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 
 from bot import gates as gate
-from bot.commands import report, session
 from bot.charts import parse_chart_ref, resolve_chart
+from bot.commands import report, session
 from bot.models import resolve_model
 from bot.output import EnvbotError, info
+from bot.pins import read_release
 from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_ref
 from bot.steps import Promotion, pin_release, run_steps
-from bot.pins import read_release
 from bot.values import ImagePin, ReleasePin
 
 OVERRIDE_BYPASSES = ("the gates of ENV that a direct write skips: its order (ENV has an upstream and normally "
