@@ -94,7 +94,7 @@ def test_objects_are_known_kinds_with_intervals(path_and_doc: tuple[Path, dict[s
 
 
 @pytest.mark.parametrize("path_and_doc", [(p, d) for p, d in flux_objects() if d["kind"] != "Namespace"],
-                         ids=lambda pd: f"{pd[0].relative_to(FLUX_DIR)}:{pd[1]['metadata']['name']}")
+                         ids=lambda pd: f"{pd[0].relative_to(REPO_ROOT)}:{pd[1]['metadata']['name']}")
 def test_object_matches_its_crd(path_and_doc: tuple[Path, dict[str, Any]]) -> None:
     path, document = path_and_doc
     assert flux_errors(document) == [], path
