@@ -120,6 +120,15 @@ Checks the values the schema cannot express (they depend on each other); renders
 {{- if and .Values.service.azureDnsLabel (ne .Values.service.type "LoadBalancer") -}}
 {{- fail (printf "service.azureDnsLabel is set but service.type is %q: the DNS label applies only to a LoadBalancer" .Values.service.type) -}}
 {{- end -}}
+{{- if and .Values.grpc.enabled (eq (int .Values.grpc.port) (int .Values.server.port)) -}}
+{{- fail (printf "grpc.port and server.port are both %v: gRPC needs a container port of its own" .Values.server.port) -}}
+{{- end -}}
+{{- if and .Values.grpc.enabled (eq (int .Values.grpc.servicePort) (int .Values.service.port)) -}}
+{{- fail (printf "grpc.servicePort and service.port are both %v: the Service needs a port for each" .Values.service.port) -}}
+{{- end -}}
+{{- if and .Values.grpc.probes.enabled (not .Values.grpc.enabled) -}}
+{{- fail "grpc.probes.enabled needs grpc.enabled: the probes call the gRPC server" -}}
+{{- end -}}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail (printf "autoscaling.minReplicas (%v) is above autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) -}}
 {{- end -}}
@@ -153,4 +162,17 @@ seccompProfile:
 {{/* Model file path inside the app container in blob/s3 mode. */}}
 {{- define "ai-app.fetchedModelPath" -}}
 {{- printf "%s/model.onnx" (trimSuffix "/" .Values.model.mountPath) -}}
+{{- end -}}
+
+{{/* What the startup and readiness probes check: /v2/health/ready, or the gRPC health service. */}}
+{{- define "ai-app.readinessCheck" -}}
+{{- if .Values.grpc.probes.enabled -}}
+grpc:
+  port: {{ .Values.grpc.port }}
+  service: {{ .Values.grpc.probes.service | quote }}
+{{- else -}}
+httpGet:
+  path: /v2/health/ready
+  port: http
+{{- end -}}
 {{- end -}}
