@@ -76,7 +76,7 @@ class HttpFront:
             "SCRIPT_NAME": "",
             "wsgi.version": (1, 0),
             "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
+            "wsgi.multithread": threads > 1,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             # The body is complete and in memory: Werkzeug may read it to the end.

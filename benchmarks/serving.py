@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from app.config import Settings  # noqa: E402
 from app.training import TrainedModel, train_model  # noqa: E402
 
 MODELS = ("iris-logreg", "iris-forest")
@@ -54,7 +55,8 @@ NOTES = (
     "Notes: wrk reports latency without coordinated-omission correction, the same for every server. "
     "Our HTTP front is granian (Rust, hyper) with an RSGI adapter (app/front.py): connections, request "
     "lines and headers are handled without Python; the body is awaited on the worker's event loop; the Flask "
-    "app runs on WEB_THREADS threads per worker once the body is complete. The infer route is a small WSGI "
+    "app runs once the body is complete, on the event loop (WEB_THREADS=1) or a pool of WEB_THREADS threads. "
+    "The infer route is a small WSGI "
     "layer in front of Flask (app/v2/routes.py `InferRoute`) with orjson; the other routes are Flask's. "
     "The `empty app` line is the same server, front and settings with a WSGI app that returns a fixed body: "
     "the ceiling of the HTTP stack. The `onnxruntime in-process` line is `session.run` on one row in a loop "
@@ -140,7 +142,9 @@ def run_wrk(url: str, body: str, seconds: int, connections: int, threads: int, w
     )
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if "99" not in latency:
+        raise RuntimeError(f"wrk completed no requests against {url}:\n{output}")
     requests_total = int(re.search(r"(\d+) requests in", output).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -276,7 +280,7 @@ def best_mlserver(
     for setting in args.mlserver_parallel_workers:
         try:
             tried[setting] = bench_mlserver(model, args, work_dir, mlserver, setting)
-        except (SystemExit, subprocess.CalledProcessError) as exc:  # did not start, or wrk failed
+        except (SystemExit, subprocess.CalledProcessError, RuntimeError) as exc:  # did not start, or no answers
             tried[setting] = f"did not run: {exc}"
         print(f"{model.name} MLServer parallel_workers={setting}: {tried[setting]}", file=sys.stderr)
     ran = {k: v for k, v in tried.items() if isinstance(v, LoadResult) and v.errors == 0}
@@ -362,7 +366,8 @@ def report(
         "(figures are medians; errors, non-2xx and socket errors, are totals), loopback; each request is one V2 "
         "JSON infer of one row (FP32 [1, 4]) asking for the class and the class probabilities. "
         f"Ours runs {args.workers} worker processes (`WEB_CONCURRENCY`) with its other defaults (granian, "
-        "2 app threads per worker, one JSON access-log line per request), and once more with `ACCESS_LOG=false` "
+        f"`WEB_THREADS={Settings().WEB_THREADS}`, one JSON access-log line per request), and once more with "
+        "`ACCESS_LOG=false` "
         f"(errors are still logged); MLServer {MLSERVER_VERSION} serves the same estimator's joblib file "
         "through mlserver-sklearn in its best `parallel_workers` setting (below). The load generator shares "
         "the machine's CPUs with the server under test.",

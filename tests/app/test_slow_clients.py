@@ -131,3 +131,15 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_header_timeout(server
     closed, answers = wait_closed([sock], CLOSE_BOUND_SECONDS)
     assert closed == 1
     assert answers[0].startswith(b"HTTP/1.1 200 ")  # answered, then closed once idle
+
+
+def test_a_stalled_chunked_body_gets_408(server: Server) -> None:
+    sock = open_stalled(
+        server,
+        1,
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"inp\r\n",
+    )
+    closed, answers = wait_closed(sock, CLOSE_BOUND_SECONDS)
+    assert closed == 1
+    assert answers[0].startswith(b"HTTP/1.1 408 ")
