@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.datatypes import BY_NAME
 from app.model import OnnxModel
 from app.oip_grpc.protocol import open_inference_grpc_pb2 as pb
 from app.v2.codec import (
@@ -39,6 +38,7 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+_OutputTensor = pb.ModelInferResponse.InferOutputTensor
 # Wider wire types than the datatype: the values are range-checked before narrowing.
 _NARROWED = frozenset({"INT8", "INT16", "UINT8", "UINT16"})
 
@@ -104,9 +104,14 @@ def requested_outputs(model: OnnxModel, request: pb.ModelInferRequest) -> list[s
         return model.output_names
     names = []
     for index, output in enumerate(request.outputs):
-        classification = "classification" in output.parameters and _truthy(output.parameters["classification"])
-        check_output(model, index, output.name, classification)
-        names.append(output.name)
+        name = output.name
+        if name in model.outputs and not output.parameters:  # the common case, checked cheaply
+            names.append(name)
+            continue
+        parameters = output.parameters
+        classification = "classification" in parameters and _truthy(parameters["classification"])
+        check_output(model, index, name, classification)
+        names.append(name)
     return names
 
 
@@ -119,9 +124,11 @@ def encode_response(
     model: OnnxModel, request_id: str, names: list[str], results: list[np.ndarray], max_bytes: int
 ) -> pb.ModelInferResponse:
     check_response_size([True] * len(results), results, max_bytes)
-    response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request_id)
+    outputs, contents = [], []
     for name, array in zip(names, results, strict=True):
-        datatype = model.outputs[name].datatype
-        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        response.raw_output_contents.append(output_binary(array, BY_NAME[datatype].dtype))
-    return response
+        spec = model.outputs[name]
+        outputs.append(_OutputTensor(name=name, datatype=spec.datatype, shape=array.shape))
+        contents.append(output_binary(array, spec.dtype))
+    return pb.ModelInferResponse(
+        model_name=model.name, model_version=model.version, id=request_id, outputs=outputs, raw_output_contents=contents
+    )
