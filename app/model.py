@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 
 from app.datatypes import BY_ORT_TYPE
 from app.modelstore.digest import READ_BYTES, normalize_sha256
+
+if TYPE_CHECKING:
+    from app.modelcard import ModelCard
 
 
 class ModelError(Exception):
@@ -104,6 +108,7 @@ class OnnxModel:
         self.inputs = {n.name: _tensor_spec(n, path) for n in self.session.get_inputs()}
         self.outputs = {n.name: _tensor_spec(n, path) for n in self.session.get_outputs()}
         self.output_names = list(self.outputs)
+        self.card: ModelCard | None = None   # set by attach_card when a verified card lies beside the model
 
     @classmethod
     def load(
@@ -158,6 +163,37 @@ class OnnxModel:
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         return self.session.run(output_names, feeds)
+
+    def attach_card(self) -> None:
+        """Read the model card fetch-model wrote beside the model, if any, and check it describes this model.
+
+        A card that names other bytes or another signature is refused (ModelError): the figures a client
+        reads from the metadata must be the ones of the model that answers.
+        """
+        from app.modelcard import CARD_FILE, ModelCardError, parse_card, signature_matches
+
+        card_path = self.path.parent / CARD_FILE
+        if not card_path.is_file():
+            return
+        try:
+            card = parse_card(card_path.read_bytes(), str(card_path))
+        except (OSError, ModelCardError) as exc:
+            raise ModelError(f"{card_path}: {exc}") from None
+        if card.sha256 != self.sha256:
+            raise ModelError(f"{card_path}: the card describes sha256 {card.sha256}, the model is {self.sha256}")
+        problems = signature_matches(
+            card, {n: (s.datatype, s.shape) for n, s in self.inputs.items()},
+            {n: (s.datatype, s.shape) for n, s in self.outputs.items()})
+        if problems:
+            raise ModelError(f"{card_path}: the card does not match the model: {'; '.join(problems)}")
+        self.card = card
+
+    def card_summary(self) -> dict[str, object] | None:
+        """What clients need from the card: version, sha256, metrics and what they were measured on."""
+        if self.card is None:
+            return None
+        return {"version": self.card.version, "sha256": self.card.sha256, "metrics": self.card.metrics,
+                "dataset": self.card.dataset, "source": self.card.source, "producer": self.card.producer}
 
     def metadata(self) -> dict[str, object]:
         return {

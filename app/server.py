@@ -39,6 +39,7 @@ def load_model(app: Flask) -> OnnxModel:
         intra_op_threads=config["ORT_INTRA_OP_THREADS"],
         inter_op_threads=config["ORT_INTER_OP_THREADS"],
     )
+    model.attach_card()
     app.extensions["ai_app"].model = model
     logger.info(
         "model loaded",
@@ -84,6 +85,7 @@ def _create_ops_blueprint() -> Blueprint:
                 "version": config["MODEL_VERSION"],
                 "sha256": model.sha256 if model is not None else None,
                 "loaded": model is not None,
+                "card": model.card_summary() if model is not None else None,
             },
         }
 

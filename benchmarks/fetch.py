@@ -92,7 +92,7 @@ def main() -> int:
             source = tmp / "source.onnx"
             write_random_file(source, size)
             uri = f"{service.blob_endpoint}/models/bench/1/model.onnx"
-            info = publish_model(source, uri)
+            info = publish_model(source, uri, with_card=False)  # random bytes: no ONNX card
             source.unlink()
 
             sdk_cmd = [sys.executable, "-c", SDK_DOWNLOAD, "models", "bench/1/model.onnx", str(size)]

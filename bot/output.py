@@ -7,20 +7,30 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from bot.urls import redact_text
+
 
 class EnvbotError(Exception):
-    """A failure explained to the user as `envbot: error: <message>` with a non-zero exit."""
+    """A failure explained to the user as `envbot: error: <message>` with a non-zero exit.
+
+    The message is redacted when the error is made: whichever way it is shown (stderr, JSON, a PR),
+    no URL in it carries userinfo.
+    """
 
     exit_code = 1
 
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact_text(str(message)), *args)
+
 
 def print_error(message: str) -> None:
-    print(f"envbot: error: {message}", file=sys.stderr)
+    # Messages quote URLs given on the command line and git's stderr: userinfo (tokens) never prints.
+    print(f"envbot: error: {redact_text(message)}", file=sys.stderr)
 
 
 def info(message: str) -> None:
     """Progress notes go to stderr so stdout stays the command's result (patch, table, JSON)."""
-    print(f"envbot: {message}", file=sys.stderr)
+    print(f"envbot: {redact_text(message)}", file=sys.stderr)
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

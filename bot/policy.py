@@ -13,6 +13,7 @@ from croniter import croniter
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from bot.modelgates import EvaluationSpec, ModelGatePolicy, parse_evaluation, parse_model_gates
 from bot.output import EnvbotError
 
 POLICY_FILE = "promotion.yaml"
@@ -61,6 +62,7 @@ class Environment:
     landing: str = "push"
     soak: timedelta = timedelta(0)
     freeze: tuple[FreezeWindow, ...] = ()
+    model_gates: ModelGatePolicy = field(default_factory=ModelGatePolicy)   # signature and metric rules
 
     def active_freeze(self, now: datetime) -> tuple[FreezeWindow, datetime] | None:
         for window in self.freeze:
@@ -85,6 +87,7 @@ class App:
     chart: ChartSource
     source: str | None = None    # source repository of the app, when image labels do not say
     argocd_application: str = "{app}-{env}"
+    evaluation: EvaluationSpec | None = None   # data set envbot measures old and new models on
 
     def values_path(self, env: str) -> str:
         return self.values.format(env=env, app=self.name)
@@ -185,11 +188,15 @@ def load_policy(root: Path) -> Policy:
             except (ValueError, ZoneInfoNotFoundError) as exc:
                 raise fail(window, "duration", f"{w_where}: {exc}") from exc
             windows.append(FreezeWindow(str(window["schedule"]), duration, str(window.get("timezone", "UTC"))))
+        try:
+            model_gates = parse_model_gates(item.get("modelGates"), f"{where}.modelGates")
+        except ValueError as exc:
+            raise fail(item, "modelGates", str(exc)) from exc
         name = str(item["name"])
         if any(e.name == name for e in environments):
             raise fail(item, "name", f"{where}.name: duplicate environment {name!r}")
         environments.append(Environment(name, str(item.get("namespace") or f"{DEFAULT_APP}-{name}"), landing,
-                                        soak, tuple(windows)))
+                                        soak, tuple(windows), model_gates))
 
     apps: dict[str, App] = {}
     for name, spec in (doc.get("apps") or {DEFAULT_APP: {}}).items():
@@ -197,6 +204,10 @@ def load_policy(root: Path) -> Policy:
         chart = spec.get("chart") or {}
         if not isinstance(chart, dict):
             raise fail(spec, "chart", f"apps.{name}.chart must be a mapping")
+        try:
+            evaluation = parse_evaluation(spec.get("evaluation"), f"apps.{name}.evaluation")
+        except ValueError as exc:
+            raise fail(spec, "evaluation", str(exc)) from exc
         apps[str(name)] = App(
             name=str(name),
             values=str(spec.get("values", "{env}/values.yaml")),
@@ -204,6 +215,7 @@ def load_policy(root: Path) -> Policy:
                               version=None if chart.get("version") is None else str(chart.get("version"))),
             source=spec.get("source"),
             argocd_application=str(spec.get("argocdApplication", "{app}-{env}")),
+            evaluation=evaluation,
         )
     prefix = path.parent.relative_to(root).as_posix()
     return Policy(file=path, prefix="" if prefix == "." else prefix, environments=environments, apps=apps)

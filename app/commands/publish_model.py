@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "<container> or s3://<bucket>; needs --name and --version")
     parser.add_argument("--name", help="model name (with --store)")
     parser.add_argument("--version", help="model version (with --store)")
+    parser.add_argument("--metrics", type=Path, metavar="FILE.json",
+                        help='metrics measured on an evaluation data set, recorded in the model card: '
+                             '{"dataset": {"name": ..., "sha256": ...}, "metrics": {"accuracy": 0.97}}')
+    parser.add_argument("--source", metavar="COMMIT",
+                        help="the training commit (URL or sha), recorded in the model card as lineage")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -32,7 +37,7 @@ def _target_uri(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        info = publish_model(args.file, _target_uri(args))
+        info = publish_model(args.file, _target_uri(args), metrics_file=args.metrics, source=args.source)
     except ModelStoreError as exc:
         print(f"ai-app publish-model: {exc}", file=sys.stderr)
         return 1
@@ -40,4 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info.as_dict()))
     else:
         print(f"{info.uri} sha256:{info.sha256}")
+        if info.card is not None:
+            for kind, tensors in (("input", info.card.inputs), ("output", info.card.outputs)):
+                for tensor in tensors:
+                    print(f"  {kind:6} {tensor.describe()}")
+            print(f"  card   sha256:{info.card_sha256}")
     return 0

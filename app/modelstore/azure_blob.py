@@ -19,6 +19,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
+from app.credential_scope import AZURE_BLOB, credential_refusal
 from app.modelstore.backend import CONNECT_TIMEOUT, READ_TIMEOUT, StoredObject
 from app.modelstore.errors import ModelExists, ModelNotFound, ModelStoreError, TransientError
 from app.modelstore.uri import ModelUri
@@ -65,7 +66,12 @@ def service_client(location: ModelUri, *, client_retries: bool = True) -> BlobSe
                 f"not {location.account_url}"
             )
         return service
-    # Workload identity in AKS, a managed identity on a VM, or `az login` on a laptop.
+    # Workload identity in AKS, a managed identity on a VM, or `az login` on a laptop: a token that
+    # reaches every blob the identity may read, so only the storage service's own hosts get it.
+    refusal = credential_refusal(AZURE_BLOB, location.account_url)
+    if refusal:
+        raise ModelStoreError(f"{location.uri}: {refusal}; an emulator or any other endpoint is reached "
+                              f"only with {CONNECTION_STRING_VAR}")
     from azure.identity import DefaultAzureCredential
 
     return BlobServiceClient(location.account_url, credential=DefaultAzureCredential(), **options)
@@ -112,9 +118,11 @@ class AzureBlobBackend:
     def stat(self) -> StoredObject:
         with _translated(self.location, "get properties"):
             properties = self._client.get_blob_properties()
-        return StoredObject(size=properties.size, sha256=(properties.metadata or {}).get("sha256"))
+        metadata = properties.metadata or {}
+        return StoredObject(size=properties.size, sha256=metadata.get("sha256"),
+                            card_sha256=metadata.get("card_sha256"))
 
-    def upload(self, path: Path, sha256: str) -> None:
+    def upload(self, path: Path, sha256: str, metadata: dict[str, str] | None = None) -> None:
         with _translated(self.location, "upload"), path.open("rb") as data:
             # overwrite=False sends If-None-Match: * (also on the final block-list commit), so two
             # publishers racing for one version cannot both win.
@@ -122,7 +130,7 @@ class AzureBlobBackend:
                 data,
                 length=path.stat().st_size,
                 overwrite=False,
-                metadata={"sha256": sha256},
+                metadata={**(metadata or {}), "sha256": sha256},
                 content_settings=ContentSettings(content_type="application/octet-stream"),
                 max_concurrency=UPLOAD_CONCURRENCY,
             )

@@ -17,6 +17,7 @@ READ_TIMEOUT = 60
 class StoredObject:
     size: int
     sha256: str | None  # the digest recorded in the object's metadata at publish time, if any
+    card_sha256: str | None = None  # the model card's digest, recorded on the model at publish time
 
 
 class Backend(Protocol):
@@ -24,8 +25,8 @@ class Backend(Protocol):
 
     def stat(self) -> StoredObject: ...
 
-    def upload(self, path: Path, sha256: str) -> None:
-        """Create the object with `sha256` in its metadata; ModelExists if it already exists (atomically)."""
+    def upload(self, path: Path, sha256: str, metadata: dict[str, str] | None = None) -> None:
+        """Create the object with `sha256` (and METADATA) in its metadata; ModelExists if it exists (atomically)."""
 
     def read(self, offset: int) -> Iterator[bytes]:
         """The object's bytes from `offset` to the end, in chunks, streamed."""

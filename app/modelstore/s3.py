@@ -18,6 +18,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from app.credential_scope import AWS_S3, credential_refusal
 from app.modelstore.backend import CONNECT_TIMEOUT, READ_TIMEOUT, StoredObject
 from app.modelstore.errors import ModelExists, ModelNotFound, ModelStoreError, TransientError
 from app.modelstore.uri import ModelUri
@@ -31,9 +32,14 @@ _TRANSIENT_CODES = {"RequestTimeout", "SlowDown", "Throttling", "ThrottlingExcep
 def s3_client(*, client_retries: bool = True):  # -> botocore S3 client (typed stubs are not installed)
     """Credentials, region and endpoint come from the usual AWS_* variables (AWS_ENDPOINT_URL included)."""
     retries = {"max_attempts": 5, "mode": "standard"} if client_retries else {"max_attempts": 1}
-    return boto3.session.Session().client(
+    client = boto3.session.Session().client(
         "s3", config=Config(retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
     )
+    # The keys sign every request: only AWS's own endpoints, or one the operator configured, get them.
+    refusal = credential_refusal(AWS_S3, client.meta.endpoint_url)
+    if refusal:
+        raise ModelStoreError(refusal)
+    return client
 
 
 @contextmanager
@@ -70,9 +76,11 @@ class S3Backend:
     def stat(self) -> StoredObject:
         with _translated(self.location, "head object"):
             head = self._client.head_object(Bucket=self.location.container, Key=self.location.key)
-        return StoredObject(size=head["ContentLength"], sha256=(head.get("Metadata") or {}).get("sha256"))
+        metadata = head.get("Metadata") or {}
+        return StoredObject(size=head["ContentLength"], sha256=metadata.get("sha256"),
+                            card_sha256=metadata.get("card_sha256"))
 
-    def upload(self, path: Path, sha256: str) -> None:
+    def upload(self, path: Path, sha256: str, metadata: dict[str, str] | None = None) -> None:
         # One PUT with If-None-Match: * is atomic: S3 refuses it when the key exists (up to 5 GiB per PUT).
         with _translated(self.location, "put object"), path.open("rb") as body:
             self._client.put_object(
@@ -81,7 +89,7 @@ class S3Backend:
                 Body=body,
                 ContentLength=path.stat().st_size,
                 ContentType="application/octet-stream",
-                Metadata={"sha256": sha256},
+                Metadata={**(metadata or {}), "sha256": sha256},
                 IfNoneMatch="*",
             )
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 
 from bot.commands import session
+from bot.modelgates import model_report, model_section
 from bot.output import EnvbotError, emit
 from bot.render import diff_resources, format_diffs, render
+from bot.values import read_pin_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with session(args) as s:
-        rendered = {}
+        rendered, pins = {}, {}
         for side in (args.a, args.b):
             name, _, rev = side.partition("@")
             env = s.policy.env(name)
@@ -29,8 +31,14 @@ def run(args: argparse.Namespace) -> int:
             text = s.workspace.show(sha, path)
             if text is None:
                 raise EnvbotError(f"{path} does not exist at {rev or 'HEAD'}")
+            pins[side] = read_pin_text(text, f"{path}@{sha[:12]}")
             # Each side renders in its own namespace: comparing environments shows their real differences.
             rendered[side] = render(s.policy, s.app, env.namespace, text, f"{path}@{sha[:12]}")
         diffs = diff_resources(rendered[args.a], rendered[args.b], args.a, args.b)
-        emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs]}, format_diffs(diffs))
+        # The model section judges B's model by B's environment's gates, as a promotion into B would.
+        b_env = s.policy.env(args.b.partition("@")[0])
+        models = model_report(b_env.model_gates, s.app.evaluation, pins[args.a].model, pins[args.b].model)
+        section = model_section(models)
+        emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs], "model": models.as_dict()},
+             (section + "\n" if section else "") + format_diffs(diffs))
     return 0

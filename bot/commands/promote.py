@@ -3,7 +3,8 @@
 Gates (all bypassed, and recorded as an Envbot-Override trailer, by --override-reason TEXT):
 order (DST follows SRC in promotion.yaml), soak (SRC's pin landed at least DST's `soak` ago, from git
 history, and Argo CD reports SRC's Application Synced and Healthy that long when ARGOCD_SERVER is set),
-and DST's freeze windows.
+DST's freeze windows, and DST's model gates (signature compatibility and metric rules, measured on the
+app's evaluation data set when promotion.yaml names one).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 from datetime import UTC, datetime
 
 from bot.commands import report, session
+from bot.modelgates import model_report, model_section
 from bot.output import EnvbotError, info
 from bot.pins import pin_origin
 from bot.policy import format_duration
@@ -76,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         now = datetime.now(UTC)
         landed = datetime.fromtimestamp(origin.committed, UTC)
         failures = gate_failures(s, src, dst, origin.sha, landed, now)
+        dst_path = s.policy.repo_path(s.app, dst.name)
+        dst_text = s.workspace.show("HEAD", dst_path)
+        current = read_pin_text(dst_text, dst_path) if dst_text is not None else None
+        models = model_report(dst.model_gates, s.app.evaluation, current.model if current else None, pin.model)
+        failures += models.failures
         trailers = [("Envbot-From", f"{src.name}@{origin.sha}")]
         if failures and args.override_reason is None:
             raise EnvbotError(f"promotion {src.name} -> {dst.name} blocked:\n  " + "\n  ".join(failures)
@@ -84,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
             for failure in failures:
                 info(f"override: {failure}")
             trailers.append(("Envbot-Override", " ".join(args.override_reason.split())))
+            # One trailer per bypassed gate (the text before the first ':'), so audits can count them.
+            for gate in dict.fromkeys(failure.split(":", 1)[0] for failure in failures):
+                trailers.append(("Envbot-Bypassed-Gate", gate))
 
         image_ref = parse_image_ref(pin.image.ref)
 
@@ -94,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             workspace=s.workspace, policy=s.policy, app=s.app, env=dst, action="promote", identity=s.identity,
             dry_run=args.dry_run, pin=pin, trailers=trailers, prechecks=[image_still_there],
             subject=f"envbot: promote {s.app.name} {src.name} -> {dst.name} ({pin.image.tag or pin.image.digest[:19]})",
-            render=dst.landing != "push" or args.dry_run,
+            render=dst.landing != "push" or args.dry_run, model_section=model_section(models),
         )
         run_steps(promotion, pin_release.steps(registry, args.source_repo))
         return report(args, promotion, {"from": f"{src.name}@{origin.sha}", "gates": failures,
-                                        "override": args.override_reason})
+                                        "override": args.override_reason, "model": models.as_dict()})

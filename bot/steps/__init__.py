@@ -40,6 +40,7 @@ class Promotion:
     prechecks: list[Callable[[], None]] = field(default_factory=list)
     changelog: str = ""                              # markdown "Source changes" section
     render: bool = True                              # render the manifest diff for the description
+    model_section: str = ""                          # markdown "Model" section (bot.modelgates)
     # Outputs.
     old_pin: ReleasePin | None = None
     new_pin: ReleasePin | None = None

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import onnx
 import pytest
 
 from app.modelstore import ModelExists, ModelNotFound, ModelStoreError, model_uri, parse_uri, publish_model, stat_model
@@ -86,7 +87,9 @@ def test_concurrent_publishes_of_one_version_have_one_winner(
     files = []
     for i in range(6):
         path = tmp_path / f"candidate-{i}.onnx"
-        path.write_bytes(trained_models["iris-forest"].path.read_bytes() + bytes([i]))
+        variant = onnx.load(str(trained_models["iris-forest"].path))
+        variant.metadata_props.add(key="candidate", value=str(i))
+        path.write_bytes(variant.SerializeToString())
         files.append(path)
     outcomes: list[object] = [None] * len(files)
     barrier = threading.Barrier(len(files))
@@ -154,8 +157,11 @@ def test_publish_model_cli(model_store: ModelStore, trained_models: dict[str, Tr
     done = _cli("publish-model", str(model.path), "--store", model_store.url, "--name", name, "--version", "4",
                 "--json", env=model_store.env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"uri": model_store.uri(name, "4"), "name": name, "version": "4",
-                                       "sha256": model.sha256, "size": model.path.stat().st_size}
+    result = json.loads(done.stdout)
+    card = result.pop("card")
+    assert result == {"uri": model_store.uri(name, "4"), "name": name, "version": "4", "sha256": model.sha256,
+                      "size": model.path.stat().st_size, "card_sha256": stat_model(result["uri"]).card_sha256}
+    assert card["sha256"] == model.sha256 and [i["name"] for i in card["inputs"]] == ["input"]
     again = _cli("publish-model", str(model.path), "--uri", model_store.uri(name, "4"), env=model_store.env)
     assert again.returncode == 1
     assert "already published (the same bytes); versions are immutable" in again.stderr

@@ -119,6 +119,7 @@ def test_endpoints_over_http(server: Server, trained_models: dict[str, TrainedMo
         "version": "1",
         "sha256": trained_models["iris-logreg"].sha256,
         "loaded": True,
+        "card": None,
     }
     response = requests.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5)
     assert response.status_code == 200

@@ -105,7 +105,8 @@ def test_version_endpoint(client: FlaskClient, model: TrainedModel) -> None:
     assert response.json == {
         "app_version": "9.9.9",
         "source_revision": "0123abc",
-        "model": {"name": model.name, "version": "1", "sha256": model.sha256, "loaded": True},
+        "model": {"name": model.name, "version": "1", "sha256": model.sha256, "loaded": True,
+                  "card": None},
     }
 
 

@@ -14,6 +14,8 @@ import pytest
 from bot.values import ImagePin, ModelPin, ReleasePin
 from tests.bot.envrepo import REPO_ROOT, EnvRepo, git, make_env_repo
 
+SOURCE_URL = "https://github.com/example/ai-app-src.git"
+
 
 @dataclass(frozen=True)
 class PushedImage:
@@ -73,7 +75,9 @@ def images(oci_registry, base_image: str, source_repo: SourceRepo) -> dict[str, 
         revision = source_repo.commits[index]
         digest = build_and_push(base_image, name, tag, {
             "org.opencontainers.image.revision": revision,
-            "org.opencontainers.image.source": source_repo.path.as_uri(),
+            # A forge URL, as CI labels images: envbot reads only forge sources from labels, and
+            # bot_env serves this one from the local repository (git's url.<base>.insteadOf).
+            "org.opencontainers.image.source": SOURCE_URL,
         })
         pushed[tag] = PushedImage(name, tag, digest, revision)
     return pushed
@@ -114,7 +118,7 @@ def models(azurite, trained_models) -> dict[str, PublishedModel]:
 
 
 @pytest.fixture
-def bot_env(oci_registry, azurite, helm_bin: str, tmp_path: Path) -> dict[str, str]:
+def bot_env(oci_registry, azurite, helm_bin: str, tmp_path: Path, source_repo: SourceRepo) -> dict[str, str]:
     """Environment of an envbot subprocess: trusts the registry CA, reaches Azurite, no forge or Argo CD."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ARGOCD_", "GITHUB_", "AZURE_DEVOPS_", "SYSTEM_ACCESSTOKEN", "ENVBOT_"))}
@@ -125,6 +129,9 @@ def bot_env(oci_registry, azurite, helm_bin: str, tmp_path: Path) -> dict[str, s
         "PYTHONPATH": str(REPO_ROOT),
         "HOME": str(tmp_path),   # no user git config leaks in
         "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{source_repo.path.as_uri()}.insteadOf",
+        "GIT_CONFIG_VALUE_0": SOURCE_URL,
     }
     return env
 
