@@ -103,6 +103,7 @@ class ModelReport:
     changes: list[SignatureChange] = field(default_factory=list)
     evaluation: Evaluation | None = None
     failures: list[str] = field(default_factory=list)   # "model-signature: ...", "model-metric: ..."
+    notes: list[str] = field(default_factory=list)      # what could not be compared, and why
 
     @property
     def changed(self) -> bool:
@@ -125,6 +126,7 @@ class ModelReport:
             "signature": [vars(c) for c in self.changes],
             "evaluation": self.evaluation.as_dict() if self.evaluation else None,
             "failures": self.failures,
+            "notes": self.notes,
         }
 
 
@@ -136,6 +138,23 @@ def _card(pin: ModelPin) -> ModelCard | None:
         found = read_card(pin.uri, pin.sha256)
     except ModelStoreError as exc:
         raise EnvbotError(f"model {pin.uri}: {exc}") from exc
+    return found[0] if found else None
+
+
+def _old_card(pin: ModelPin, notes: list[str]) -> ModelCard | None:
+    """The replaced model's card. The model being replaced may be out of reach (a sample pin, a store
+    this identity may not read, a deleted version): that must not block replacing it, so the reason
+    becomes a note and the comparison is skipped; a card that fails verification still refuses."""
+    from app.modelstore import ModelNotFound, ModelStoreError
+    from app.modelstore.card import ModelCardInvalid, read_card
+
+    try:
+        found = read_card(pin.uri, pin.sha256)
+    except ModelCardInvalid as exc:
+        raise EnvbotError(f"model {pin.uri}: {exc}") from exc
+    except (ModelNotFound, ModelStoreError) as exc:
+        notes.append(f"the replaced model could not be read ({exc}); its card was not compared")
+        return None
     return found[0] if found else None
 
 
@@ -164,11 +183,12 @@ def model_report(gates: ModelGatePolicy, evaluation: EvaluationSpec | None, old:
     if not new.uri or not report.changed:
         return report
     report.new_card = _card(new)
-    report.old_card = _card(old) if old is not None and old.uri else None
+    report.old_card = _old_card(old, report.notes) if old is not None and old.uri else None
     if report.old_card and report.new_card:
         report.changes = diff_signatures(report.old_card, report.new_card)
     if measure and evaluation is not None:
-        report.evaluation = _measure(evaluation, old if old is not None and old.uri else None, new)
+        reachable_old = old if old is not None and old.uri and not report.notes else None
+        report.evaluation = _measure(evaluation, reachable_old, new)
     if gates.signature == "compatible":
         report.failures += [f"model-signature: {c.line()}" for c in report.changes if c.breaking]
     for rule in gates.metrics:
@@ -231,6 +251,8 @@ def model_section(report: ModelReport) -> str:
         agreement = "-" if e.agreement is None else f"{100 * e.agreement:.2f}%"
         lines += [f"Measured by envbot on {e.rows:,} rows: {e.metric} {_fmt(e.old)} -> {_fmt(e.new)} "
                   f"({_delta(e.old, e.new) or 'first release'}); prediction agreement {agreement}.", ""]
+    if report.notes:
+        lines += [f"Note: {n}." for n in report.notes] + [""]
     if report.failures:
         lines += ["Gates refusing this model:", ""] + [f"- {f}" for f in report.failures] + [""]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from bot.output import emit
 from bot.policy import App, Policy, load_policy
 from bot.steps import Promotion
 
-VERBS = ("update", "promote", "rollback", "diff", "status", "history", "verify")
+VERBS = ("update", "promote", "rollback", "diff", "status", "history", "verify", "metrics", "dashboard")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

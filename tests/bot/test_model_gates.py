@@ -180,3 +180,16 @@ def test_promotion_yaml_model_gate_errors_name_file_and_line(tmp_path: Path, bot
     proc = run_envbot("status", "--repo", str(repo.remote), env=bot_env, check=False)
     assert "promotion.yaml:" in proc.stderr and "modelGates.signature: 'loose' is not one of compatible, any" \
         in proc.stderr
+
+
+def test_a_replaced_model_out_of_reach_is_noted_not_blocking(
+        tmp_path: Path, bot_env: dict[str, str], images: dict[str, PushedImage], gate_store: dict) -> None:
+    # The environments template pins sample models in an Azure account this identity cannot reach.
+    unreachable = Published("https://aiappmodels.blob.core.windows.net/models/iris-logreg/2/model.onnx",
+                            "02378fc99d318e920733a6cb5551a252410bf1bc403c321f64e6f5a44f9f62b1", "2")
+    models = gate_store["models"]
+    pins = {"dev": pin(images["v2"], models["2"]), "staging": pin(images["v1"], unreachable)}
+    repo = make_env_repo(tmp_path, policy=gated_policy(gate_store["data_uri"], gate_store["data_sha"]), pins=pins)
+    proc = run_envbot("promote", "dev", "staging", "--repo", str(repo.remote), "--dry-run", env=bot_env)
+    assert "Note: the replaced model could not be read" in proc.stdout
+    assert "Measured by envbot on 400 rows: accuracy" in proc.stdout and "(first release)" in proc.stdout
