@@ -155,7 +155,7 @@ def run(app: Flask, settings: Settings, draining: Any) -> None:
     # The app (and model) built in this process is inherited by the workers, copy-on-write: that
     # needs fork, whatever the platform's default start method.
     multiprocessing.set_start_method("fork", force=True)
-    if "grpc" in sys.modules:
+    if settings.GRPC_PORT and "grpc" in sys.modules:
         # A gRPC runtime initialised here would be forked into every worker (docs/serving.md).
         raise RuntimeError("grpc was imported in the serve process before its workers were forked")
     front = build_front(app, settings)
