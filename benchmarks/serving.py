@@ -421,6 +421,31 @@ def bench_mlserver_grpc(
         return grpc_loads(f"127.0.0.1:{grpc_port}", model, ["predict", "predict_proba"], args, work_dir)
 
 
+def bench_empty_grpc(args: argparse.Namespace, work_dir: Path) -> GrpcLoad:
+    """The same gRPC stack with a servicer that answers without parsing or inference: the ceiling."""
+    port = free_port()
+    command = [sys.executable, str(REPO / "benchmarks" / "empty_grpc_server.py"), "--port", str(port),
+               "--workers", str(args.workers)]
+    with (work_dir / "empty-grpc.log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        target = f"127.0.0.1:{port}"
+        request = infer_request_bytes("empty", 1, [], ROW)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response_bytes = call_once(target, request)
+                break
+            except Exception:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        return run_h2load(target, request, response_bytes, args.duration, args.warmup, args.connections, work_dir)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 def grpc_median(results: list[GrpcLoad]) -> GrpcLoad:
     return GrpcLoad(
         requests_per_s=statistics.median(r.requests_per_s for r in results),
@@ -470,11 +495,14 @@ def bench_grpc(
             for key, label in (("ours", "ai-app"), ("quiet", "ai-app, ACCESS_LOG=false"), ("theirs", "MLServer")):
                 figures = ", ".join(f"{r[batch].requests_per_s:,.0f} / {r[batch].p99_ms:.1f}" for r in runs[key])
                 rounds_lines.append(f"- {name}, {batch} rows, {label}: {figures}")
-    return grpc_report(rows, tried_lines, rounds_lines, args)
+    empty = bench_empty_grpc(args, work_dir)
+    print(f"empty gRPC servicer: {empty}", file=sys.stderr)
+    return grpc_report(rows, empty, tried_lines, rounds_lines, args)
 
 
 def grpc_report(
     rows: list[tuple[str, int, int, dict[str, GrpcLoad]]],
+    empty: GrpcLoad,
     tried_lines: list[str],
     rounds_lines: list[str],
     args: argparse.Namespace,
@@ -518,11 +546,19 @@ def grpc_report(
         met = speedup >= 5 and tail <= 0.25 and ours.errors == 0
         verdicts.append(
             f"{name}, {batch} rows (defaults): {speedup:.2f}x the requests/s, {tail:.2f}x the p99, {ours.errors} "
-            f"errors -> target (>= 5x, <= 0.25x, 0 errors) {'met' if met else 'NOT met'}"
+            f"errors -> target (>= 5x, <= 0.25x, 0 errors) {'met' if met else 'NOT met'}; "
+            f"{ours.requests_per_s / empty.requests_per_s:.0%} of the empty-servicer ceiling"
         )
     lines += [
+        f"| (any) | 1 | empty gRPC servicer, same stack | {empty.requests_per_s:,.0f} | {empty.p50_ms:.2f} | "
+        f"{empty.p99_ms:.2f} | {empty.errors} | | |",
         "",
         *[f"- {v}" for v in verdicts],
+        "",
+        "The `empty gRPC servicer` line is the same processes, grpc.aio server and options answering ModelInfer "
+        "with a fixed response, without parsing or inference (benchmarks/empty_grpc_server.py): the ceiling of "
+        "the gRPC stack on this machine, and a floor for what h2load can drive (h2load and the servers share the "
+        "CPUs).",
         "",
         "MLServer gRPC settings tried (one run each; the best without errors is compared):",
         "",
