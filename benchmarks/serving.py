@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 from app.config import Settings  # noqa: E402
 from app.training import TrainedModel, train_model  # noqa: E402
 from benchmarks.grpc_load import GrpcLoad, call_once, infer_request_bytes, run_h2load  # noqa: E402
+from benchmarks.svgchart import write_chart  # noqa: E402
 
 MODELS = ("iris-logreg", "iris-forest")
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -642,6 +643,8 @@ def report(
         f"| (any) | empty app, same server | {empty.requests_per_s:,.0f} | {empty.p50_ms:.2f} | {empty.p99_ms:.2f} | "
         f"{empty.errors} | | |",
         "",
+        f"![requests/s]({CHARTS['throughput']}) ![p99 latency]({CHARTS['p99']})",
+        "",
         *[f"- {v}" for v in verdicts],
         f"- Graceful shutdown under load ({rows[0][0]}, ACCESS_LOG=false): SIGTERM to the server "
         f"{args.duration / 3:.1f} s into a {args.duration} s wrk run, SHUTDOWN_DELAY={shutdown.shutdown_delay}: "
@@ -664,6 +667,25 @@ def report(
             lines.append(f"- {name}, {label}: {figures}")
     lines.append("")
     return "\n".join(lines)
+
+
+CHARTS = {"throughput": "img/bench-serving-throughput.svg", "p99": "img/bench-serving-p99.svg"}
+SERVERS = ("ai-app", "ai-app, ACCESS_LOG=false", "MLServer")
+
+
+def write_charts(rows: list[tuple[str, LoadResult, LoadResult, LoadResult, float]], docs_dir: Path) -> None:
+    """requests/s and p99 of each model and server, as in the table (in-process figures left out: they
+    are a ceiling, 30x the scale of the servers)."""
+    throughput, p99, groups = [], [], []
+    for name, ours, quiet, theirs, _ in rows:
+        for server, result in zip(SERVERS, (ours, quiet, theirs), strict=True):
+            throughput.append((f"{name}, {server}", result.requests_per_s))
+            p99.append((f"{name}, {server}", result.p99_ms))
+            groups.append(SERVERS.index(server))
+    write_chart(docs_dir / CHARTS["throughput"], "V2 infer, one row: requests/s (median of rounds)", "req/s",
+                throughput, groups=groups, note="higher is better")
+    write_chart(docs_dir / CHARTS["p99"], "V2 infer, one row: p99 latency (median of rounds)", "ms", p99,
+                groups=groups, note="lower is better")
 
 
 def write_section(text: str, path: Path, section: str = SECTION) -> None:
@@ -741,6 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         print(grpc_text)
     if args.write_docs:
         write_section(text, DOCS)
+        write_charts(rows, DOCS.parent)
         if grpc_text:
             write_section(grpc_text, DOCS, GRPC_SECTION)
     return 0

@@ -18,6 +18,9 @@ from bot.output import EnvbotError
 
 POLICY_FILE = "promotion.yaml"
 LANDINGS = ("push", "pull-request", "auto-merge")
+# How `envbot propose` completes a proposal whose gates are all green (autoMerge: true): a merge commit
+# (Azure Repos noFastForward, GitHub "merge") or one squashed commit (Azure Repos and GitHub "squash").
+MERGE_STRATEGIES = ("noFastForward", "squash")
 DEFAULT_APP = "ai-app"
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -63,6 +66,8 @@ class Environment:
     soak: timedelta = timedelta(0)
     freeze: tuple[FreezeWindow, ...] = ()
     model_gates: ModelGatePolicy = field(default_factory=ModelGatePolicy)   # signature and metric rules
+    auto_merge: bool = False         # propose completes the proposal once every gate is green
+    merge_strategy: str = "noFastForward"
 
     def active_freeze(self, now: datetime) -> tuple[FreezeWindow, datetime] | None:
         for window in self.freeze:
@@ -125,6 +130,12 @@ class Policy:
         names = [e.name for e in self.environments]
         index = names.index(self.env(name).name)
         return self.environments[index + 1] if index + 1 < len(names) else None
+
+    def upstream(self, name: str) -> Environment | None:
+        """The environment NAME receives its releases from (the one before it), None for the first."""
+        names = [e.name for e in self.environments]
+        index = names.index(self.env(name).name)
+        return self.environments[index - 1] if index > 0 else None
 
     def values_file(self, app: App, env: str) -> Path:
         return self.root / app.values_path(env)
@@ -192,11 +203,18 @@ def load_policy(root: Path) -> Policy:
             model_gates = parse_model_gates(item.get("modelGates"), f"{where}.modelGates")
         except ValueError as exc:
             raise fail(item, "modelGates", str(exc)) from exc
+        auto_merge = item.get("autoMerge", False)
+        if not isinstance(auto_merge, bool):
+            raise fail(item, "autoMerge", f"{where}.autoMerge: {auto_merge!r} is not true or false")
+        strategy = str(item.get("mergeStrategy", MERGE_STRATEGIES[0]))
+        if strategy not in MERGE_STRATEGIES:
+            raise fail(item, "mergeStrategy",
+                       f"{where}.mergeStrategy: {strategy!r} is not one of {', '.join(MERGE_STRATEGIES)}")
         name = str(item["name"])
         if any(e.name == name for e in environments):
             raise fail(item, "name", f"{where}.name: duplicate environment {name!r}")
         environments.append(Environment(name, str(item.get("namespace") or f"{DEFAULT_APP}-{name}"), landing,
-                                        soak, tuple(windows), model_gates))
+                                        soak, tuple(windows), model_gates, auto_merge, strategy))
 
     apps: dict[str, App] = {}
     for name, spec in (doc.get("apps") or {DEFAULT_APP: {}}).items():

@@ -7,7 +7,10 @@ azure-pipelines.yml followed by what people do with envbot:
   train + publish model v1 -> CI: fetch model by digest, build, push, envbot update dev
   -> promote dev->staging (PR branch + rendered diff), merge -> promote staging->prod, merge
   -> publish model v2 -> update dev -> promote to staging and prod
-  -> roll prod back with git revert -> status, history
+  -> roll prod back with git revert
+  -> proposals on: update dev (model only) -> envbot propose opens staging red, soak passes, green,
+     reviewer merges -> propose opens prod and merges it itself once green (autoMerge)
+  -> status, history
   -> run the release prod pins, as the chart renders it, and predict
   -> start `envbot dashboard` over the environments remote, print its address, check it answers
      (stopped with the run unless --serve-dashboard keeps it up).
@@ -29,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv import REPO_ROOT, STATE_DIR, baseimage, docker, helm
+from devenv import REPO_ROOT, STATE_DIR, baseimage, docker, helm, propose_stages
 from devenv import azurite as azurite_service
 from devenv import dashboard as dashboard_service
 from devenv import registry as registry_service
@@ -60,6 +63,7 @@ class DeliveryRun:
     revision: str = field(default_factory=lambda: _git_head())  # the source commit CI builds
     runner: StageRunner = field(default_factory=StageRunner)
     prediction: dict | None = None
+    staging_proposal: dict | None = None   # the proposal envbot propose opened (propose_stages)
     dashboard: dashboard_service.Dashboard | None = None
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -130,8 +134,8 @@ class DeliveryRun:
 
     def publish_model(self, version: str) -> None:
         out = self.workdir / "models"
-        trained = json.loads(self.python("-m", "app", "train", "--out", out, "--model", MODEL_NAME,
-                                         "--version", version, "--json"))
+        trained = json.loads(self.python("-m", "app", "train", "--out", out, "--model-name", MODEL_NAME,
+                                         "--model-version", version, "--json"))
         published = json.loads(self.python("-m", "app", "publish-model", trained["path"],
                                            "--uri", self.model_uri(version), "--json"))
         self.models[version] = published
@@ -270,6 +274,7 @@ class DeliveryRun:
             ("Promote model v2 dev -> staging, merge", lambda: self.promote_and_merge("dev", "staging")),
             ("Promote model v2 staging -> prod, merge", lambda: self.promote_and_merge("staging", "prod")),
             ("Roll prod back with git revert, merge", lambda: self.rollback_and_merge("prod")),
+            *propose_stages.stages(self),
             ("envbot status and history", self.show_status_and_history),
             ("Run the release prod pins, as the chart renders it, and predict", self.run_prod_release),
             ("Start the delivery dashboard (envbot dashboard)", self.start_dashboard),

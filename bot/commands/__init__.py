@@ -12,7 +12,8 @@ from bot.output import emit
 from bot.policy import App, Policy, load_policy
 from bot.steps import Promotion
 
-VERBS = ("update", "promote", "rollback", "diff", "status", "history", "verify", "metrics", "dashboard")
+VERBS = ("update", "promote", "propose", "rollback", "diff", "status", "history", "verify", "metrics",
+         "dashboard")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

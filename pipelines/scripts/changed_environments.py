@@ -1,9 +1,12 @@
 """Prints the environments (one a line, in promotion order) whose files a change touches.
 
 Usage: changed_environments.py --repo DIR --base REF [--head REF] [--details]
+       changed_environments.py --repo DIR --local-chart
 With --details each line is "<env> <namespace> <values file> <chart>", paths relative to the
 repository's parent directory (the chart resolved as promotion.yaml says: a local path, or
-"<repo>/<name>" for an OCI chart), ready for `helm template`.
+"<repo>/<name>" for an OCI chart), ready for `helm template`. --local-chart prints only the directory
+of a local chart (nothing for an OCI chart), for the pipeline to provide it when the environments
+repository does not hold it.
 An environment is changed when any file under its directory (the directory of its values file
 in promotion.yaml) differs between the merge base of BASE and HEAD, and HEAD. A change to
 promotion.yaml itself changes every environment.
@@ -58,6 +61,14 @@ def render_details(repo: Path, names: list[str]) -> list[str]:
     return [f"{name} {policy.env(name).namespace} {policy.values_file(app, name)} {chart_ref}" for name in names]
 
 
+def local_chart(repo: Path) -> str:
+    """The directory promotion.yaml's local chart path names, relative to REPO's parent (as --details),
+    or "" for an OCI or helm-repository chart."""
+    policy = _policy(repo)
+    app = policy.app(DEFAULT_APP)
+    return str(policy.root / app.chart.path) if app.chart.path else ""
+
+
 def _policy(repo: Path) -> Policy:
     try:
         return load_policy(repo)
@@ -68,10 +79,16 @@ def _policy(repo: Path) -> Policy:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, required=True, help="the environments repository checkout")
-    parser.add_argument("--base", required=True, help="the target branch ref, e.g. origin/main")
+    parser.add_argument("--base", help="the target branch ref, e.g. origin/main")
     parser.add_argument("--head", default="HEAD", help="the pull request's commit (default HEAD)")
     parser.add_argument("--details", action="store_true", help="also namespace, values file and chart")
+    parser.add_argument("--local-chart", action="store_true", help="only print the local chart's directory")
     args = parser.parse_args(argv)
+    if args.local_chart:
+        print(local_chart(args.repo))
+        return 0
+    if not args.base:
+        parser.error("--base is required (except with --local-chart)")
     names = changed_environments(args.repo, args.base, args.head)
     for line in render_details(args.repo, names) if args.details else names:
         print(line)

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("env", help="environment name (from promotion.yaml)")
     args = parser.parse_args(argv)
     try:
-        sys.stdout.write(render_environment(args.repo, args.env))
+        # Absolute: helm runs in a scratch directory (bot.helm), where relative paths name nothing.
+        sys.stdout.write(render_environment(args.repo.resolve(), args.env))
     except EnvbotError as err:
         print(f"render_environment: {err}", file=sys.stderr)
         return 1

@@ -59,8 +59,8 @@ def gate_store(azurite, tmp_path_factory: pytest.TempPathFactory) -> dict[str, o
     published = {}
     try:
         for version, extra in variants.items():
-            subprocess.run([sys.executable, "-m", "app", "train", "--out", str(out), "--model", "iris-logreg",
-                            "--version", version, *extra], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "app", "train", "--out", str(out), "--model-name", "iris-logreg",
+                            "--model-version", version, *extra], check=True, capture_output=True)
             uri = f"{azurite.blob_endpoint}/{CONTAINER}/iris-logreg/{version}/model.onnx"
             info = publish_model(out / "iris-logreg" / version / "model.onnx", uri,
                                  metrics_file=metrics if version == "1" else None, source=f"commit-{version}")

@@ -35,7 +35,7 @@ def test_the_run_completes_every_stage(delivery) -> None:
     result, _, timings = delivery
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     stages = json.loads(timings.read_text())["stages"]
-    assert len(stages) == 17
+    assert len(stages) == 23
     assert "Lead time from a commit to dev pinned" in result.stdout
 
 
