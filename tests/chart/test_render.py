@@ -13,6 +13,7 @@ from tests.chart.helmchart import (
     IMAGE_DIGEST,
     MODEL_SHA256,
     Rendered,
+    RenderError,
     environment_values,
     helm,
     load_yaml,
@@ -375,3 +376,63 @@ def test_environment_release_pin_has_the_shared_shape(env: str) -> None:
     assert re.fullmatch(r"[a-f0-9]{64}", values["model"]["sha256"])
     assert values["image"]["repository"] == "aiappacr.azurecr.io/ai-app"
     assert values["model"]["uri"].startswith("https://aiappmodels.blob.core.windows.net/")
+
+
+# --- gRPC ----------------------------------------------------------------------------------------
+
+
+def test_grpc_is_off_by_default(helm_bin: str) -> None:
+    rendered = render(helm_bin)
+    assert [p["name"] for p in rendered.app_container()["ports"]] == ["http"]
+    assert "GRPC_PORT" not in rendered.env()
+    assert [p["name"] for p in rendered.one("Service")["spec"]["ports"]] == ["http"]
+    assert "httpGet" in rendered.app_container()["readinessProbe"]
+
+
+def test_grpc_port_on_the_container_service_networkpolicy_and_helm_test(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"grpc": {"enabled": True, "workers": 3}})
+    container = rendered.app_container()
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert rendered.env()["GRPC_PORT"] == "8081"
+    assert rendered.env()["GRPC_WORKERS"] == "3"
+    service_ports = {p["name"]: p for p in rendered.one("Service")["spec"]["ports"]}
+    assert service_ports["grpc"] == {
+        "name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"
+    }
+    assert service_ports["http"]["appProtocol"] == "http"
+    policies = {p["metadata"]["name"]: p for p in rendered.of_kind("NetworkPolicy")}
+    for rule in policies["ai-app"]["spec"]["ingress"]:
+        assert {"port": "grpc", "protocol": "TCP"} in rule["ports"]
+    # The check pods (helm test, smoke check) may reach the gRPC port too.
+    to_app = policies["ai-app-checks"]["spec"]["egress"][-1]["ports"]
+    assert {"port": 8081, "protocol": "TCP"} in to_app
+    # Probes stay on HTTP unless asked for.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    test_args = rendered.one("Pod")["spec"]["containers"][0]["args"]
+    assert test_args[-1] == "ai-app.ai-app-test.svc:8081"
+
+
+def test_grpc_probes_use_the_kubelet_grpc_health_check(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"grpc": {"enabled": True, "port": 9000, "probes": {"enabled": True}}})
+    container = rendered.app_container()
+    expected = {"port": 9000, "service": "inference.GRPCInferenceService"}
+    assert container["startupProbe"]["grpc"] == expected
+    assert container["readinessProbe"]["grpc"] == expected
+    assert "httpGet" not in container["readinessProbe"]
+    # Liveness is the process, on HTTP either way.
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    overall = render(helm_bin, {"grpc": {"enabled": True, "probes": {"enabled": True, "service": ""}}})
+    assert overall.app_container()["readinessProbe"]["grpc"] == {"port": 8081, "service": ""}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"grpc": {"probes": {"enabled": True}}}, "grpc.probes.enabled needs grpc.enabled"),
+        ({"grpc": {"enabled": True, "port": 8080}}, "grpc.port and server.port are both 8080"),
+        ({"grpc": {"enabled": True, "servicePort": 80}}, "grpc.servicePort and service.port are both 80"),
+    ],
+)
+def test_inconsistent_grpc_values_are_refused(helm_bin: str, values: dict[str, object], message: str) -> None:
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render(helm_bin, values)
