@@ -54,11 +54,15 @@ def enable_model_gates(run: DeliveryRun) -> None:
         policy = next(p for p in (clone / "promotion.yaml", clone / "environments" / "promotion.yaml") if p.is_file())
         text = policy.read_text()
         app_line = f"  {APP}:"
-        if f"\n{app_line}" not in text or "\n  - name: staging\n" not in text:
+        if not any(line.split("#")[0].rstrip() == app_line for line in text.splitlines()) \
+                or "\n  - name: staging\n" not in text:
             raise StageFailed(f"{policy.name}: no app {APP} or no staging environment to gate")
         evaluation = (f"    evaluation:                    # local run: measured by envbot on every promotion\n"
                       f"      uri: {uri}\n      sha256: \"{sha256}\"\n      label: label\n      metric: accuracy\n")
-        text = text.replace(f"\n{app_line}\n", f"\n{app_line}\n{evaluation}", 1)
+        lines = text.splitlines(keepends=True)
+        at = next(i for i, line in enumerate(lines) if line.split("#")[0].rstrip() == app_line)
+        lines.insert(at + 1, evaluation)
+        text = "".join(lines)
         head, _, tail = text.partition("\n  - name: staging\n")
         block, sep, rest = tail.partition("\n  - name: ")
         text = head + "\n  - name: staging\n" + block.rstrip("\n") + "\n" + GATES.rstrip("\n") + sep + rest
