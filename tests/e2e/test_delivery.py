@@ -45,7 +45,7 @@ def test_model_gates_refused_two_candidates_and_passed_the_third(delivery) -> No
     assert "model-signature: input input: removed" in result.stdout          # v3: input renamed
     assert "model-signature: input features: added" in result.stdout
     assert "model-metric: metric accuracy: " in result.stdout and "drops" in result.stdout   # v4: worse
-    staging = _git(workdir / "environments.git", "show", "main:staging/values.yaml")
+    staging = _git(workdir / "environments.git", "show", "main:environments/staging/values.yaml")
     assert "/iris-logreg/5/model.onnx" in staging                            # v5 landed in staging
 
 
@@ -80,7 +80,7 @@ def test_prod_was_rolled_back_by_a_revert_commit_to_model_v1(delivery) -> None:
     prod_values = _git(remote, "show", "main:environments/prod/values.yaml")
     assert 'version: "1"' in prod_values
     dev_values = _git(remote, "show", "main:environments/dev/values.yaml")
-    assert 'version: "2"' in dev_values
+    assert 'version: "5"' in dev_values   # the last model candidate the model-gate stages offered
 
 
 def test_the_release_prod_pins_answered_a_prediction_with_model_v1(delivery) -> None:
