@@ -49,10 +49,35 @@ def envbot_env(delivery) -> dict[str, str]:
             "ENVBOT_GIT_EMAIL": "platform@example.invalid"}
 
 
+def registry_trust(delivery, workdir: Path) -> dict[str, str]:
+    """The agent's trust of the local registry's CA for tools that read certificate directories (helm, Go):
+    a hosted agent trusts ACR's public CA the same way, through the system store."""
+    import shutil
+
+    ca_dir = workdir / "registry-ca"
+    ca_dir.mkdir(exist_ok=True)
+    shutil.copyfile(delivery["registry"].ca_file, ca_dir / "local-registry-ca.pem")
+    return {"SSL_CERT_DIR": f"{os.environ.get('SSL_CERT_DIR', '/etc/ssl/certs')}:{ca_dir}"}
+
+
+def use_local_registry(proj: Project, registry_host: str, workdir: Path) -> None:
+    """What docs/bootstrap-aks.md has a platform engineer do first: the template's sample ACR name replaced
+    by the project's registry in the environments files (here the local TLS registry), so every chart
+    pin and chart source names a registry the tests run."""
+    clone = proj.clone(proj.environments_repository, workdir / "platform-clone")
+    for path in (clone / "environments").rglob("*.yaml"):
+        text = path.read_text()
+        if "aiappacr.azurecr.io" in text:
+            path.write_text(text.replace("aiappacr.azurecr.io", registry_host))
+    subprocess.run(["git", "-C", str(clone), "-c", "user.name=Platform", "-c", "user.email=platform@example.invalid",
+                    "commit", "-qam", "Environments: our registry"], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True, capture_output=True)
+
+
 @pytest.fixture(params=LAYOUTS)
-def released(request: pytest.FixtureRequest, delivery, tmp_path: Path, pip_cache: Path):
+def released(request: pytest.FixtureRequest, delivery, charts, tmp_path: Path, pip_cache: Path):
     """The project with its first release pinned in dev (docs/bootstrap-aks.md section 6), by envbot: the
-    image, and iris-logreg 2 from a fresh model store (versions 1 and 2)."""
+    image, iris-logreg 2 from a fresh model store (versions 1 and 2), and the chart CI pushed."""
     from azure.storage.blob import BlobServiceClient
 
     from app.modelstore import model_uri, publish_model
@@ -65,7 +90,7 @@ def released(request: pytest.FixtureRequest, delivery, tmp_path: Path, pip_cache
         publish_model(delivery["model_file"], model_uri(delivery["store"], "iris-logreg", version), with_card=False)
     connection_env = {"AZURE_STORAGE_CONNECTION_STRING": delivery["azurite"].connection_string,
                       "REQUESTS_CA_BUNDLE": str(delivery["registry"].ca_file)}
-    with project(tmp_path, request.param, cache_dir=pip_cache,
+    with project(tmp_path, request.param, cache_dir=pip_cache, extra_env=registry_trust(delivery, tmp_path),
                  variable_groups={"ai-app-delivery": {"registry": delivery["registry"].host,
                                                       "imageRepository": "ai-app",
                                                       "baseImage": delivery["base_image"]}},
@@ -73,11 +98,13 @@ def released(request: pytest.FixtureRequest, delivery, tmp_path: Path, pip_cache
                      "ai-app-azure": ServiceConnection("azurerm", connection_env),
                      "ai-app-acr": ServiceConnection("dockerregistry", registry=delivery["registry"].host)},
                  ) as proj:
+        use_local_registry(proj, delivery["registry"].host, tmp_path)
         config = tmp_path / "admin.gitconfig"
         config.write_text(f'[http]\n\textraheader = AUTHORIZATION: bearer {ADMIN_TOKEN}\n')
         proc = subprocess.run([sys.executable, "-m", "bot.main", "update", "dev", "--repo",
                                proj.org.git.url(proj.environments_repository), "--image", delivery["image"],
-                               "--model", f"{delivery['store']}/iris-logreg/2/model.onnx"],
+                               "--model", f"{delivery['store']}/iris-logreg/2/model.onnx",
+                               "--chart", charts["1"].ref],
                               capture_output=True, text=True, timeout=300,
                               env={**envbot_env(delivery), "GIT_CONFIG_GLOBAL": str(config)})
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -119,8 +146,8 @@ def test_model_watch_releases_a_newer_model_to_dev(released: Project, delivery) 
 
 
 def test_environments_pr_renders_validates_and_comments(released: Project) -> None:
-    """Finding 4: in the separate layout promotion.yaml's `../charts/ai-app` is not in the environments
-    repository; the job renders with the application repository's chart instead."""
+    """Finding 4: the environments repository holds no chart in the separate layout; every environment
+    renders the chart it pins (issue 9), pulled from the registry, so no fallback chart is needed."""
     values = dev_values(released) + 'podAnnotations:\n  example.com/reviewed: "yes"\n'
     merge = released.pull_request(released.environments_repository, {"environments/dev/values.yaml": values},
                                   number=7)
@@ -136,8 +163,7 @@ def test_environments_pr_renders_validates_and_comments(released: Project) -> No
     assert thread["repository"] == released.environments_repository and thread["pull_request"] == 7
     comment = thread["body"]["comments"][0]["content"]
     assert "### dev" in comment and re.search(r"^\+\s+example\.com/reviewed: \"?yes", comment, re.M), comment
-    if released.layout == "separate":
-        assert "rendering with the application repository's chart" in job.text
+    assert "rendering with the application repository's chart" not in job.text
 
 
 def built_stage(image: str, model: str) -> dict[str, JobResult]:
@@ -184,7 +210,7 @@ def test_a_model_only_release_keeps_devs_image(released: Project, delivery) -> N
 
 @pytest.mark.timeout(3600)     # four jobs, each installing the project; each step is bounded by the harness
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_ci_on_main_runs_every_job(layout: str, delivery, tmp_path: Path, pip_cache: Path) -> None:
+def test_ci_on_main_runs_every_job(layout: str, delivery, charts, tmp_path: Path, pip_cache: Path) -> None:
     """The whole of azure-pipelines.yml: lint, the test job (its pytest narrowed to the harness's own
     expression tests through PYTEST_ADDOPTS, the suite being what runs this), fetch the model, build and
     push the image, pin it in dev. The longest test here: every job installs the project."""
@@ -207,12 +233,15 @@ def test_ci_on_main_runs_every_job(layout: str, delivery, tmp_path: Path, pip_ca
                  service_connections={
                      "ai-app-azure": ServiceConnection("azurerm", connection_env),
                      "ai-app-acr": ServiceConnection("dockerregistry", registry=delivery["registry"].host)},
-                 extra_env={"PYTEST_ADDOPTS": "tests/pipelines/test_harness.py -k expression_semantics"},
+                 extra_env={"PYTEST_ADDOPTS": "tests/pipelines/test_harness.py -k expression_semantics",
+                            **registry_trust(delivery, tmp_path)},
                  ) as proj:
+        use_local_registry(proj, delivery["registry"].host, tmp_path)
         config = tmp_path / "admin.gitconfig"
         config.write_text(f'[http]\n\textraheader = AUTHORIZATION: bearer {ADMIN_TOKEN}\n')
         subprocess.run([sys.executable, "-m", "bot.main", "update", "dev", "--repo",
-                        proj.org.git.url(proj.environments_repository), "--image", delivery["image"], "--model", model],
+                        proj.org.git.url(proj.environments_repository), "--image", delivery["image"], "--model", model,
+                        "--chart", charts["1"].ref],
                        check=True, capture_output=True, text=True, timeout=300,
                        env={**envbot_env(delivery), "GIT_CONFIG_GLOBAL": str(config)})
         run = proj.run("azure-pipelines.yml", Trigger(reason="Manual", source_branch="refs/heads/main"),
