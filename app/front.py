@@ -31,16 +31,25 @@ from app.v2.codec import JSON, error_body
 
 logger = logging.getLogger("app.front")
 
-# How often overdue body reads are looked for: a stalled body is answered within this after BODY_TIMEOUT.
+# How often overdue body reads are looked for (a stalled body is answered within this after
+# BODY_TIMEOUT) and on_tick runs, unless the front is given another interval.
 _SWEEP_SECONDS = 0.5
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+# Limits the front answers itself, in JSON, below the HTTP server's own (app/http_server.py
+# HEAD_BUFFER_BYTES, whose refusals have no body): the request target, as nginx's default
+# large_client_header_buffers (8k per line), and the header fields, names and values summed.
+MAX_TARGET_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
 
 # Headers of the connection, not of the request; the body arrives de-chunked.
 _HOP_BY_HOP = frozenset({"transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade"})
 
 
-class RequestBodyError(Exception):
+class RequestRefused(Exception):
+    """A request the front answers itself (JSON error, connection closed) before the app sees it."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -59,6 +68,8 @@ class HttpFront:
         threads: int,
         on_worker_start: Callable[[], None] | None = None,
         on_worker_stop: Callable[[], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+        tick_seconds: float = _SWEEP_SECONDS,
         drain_timeout: float = 25.0,
     ) -> None:
         self.wsgi_app = wsgi_app
@@ -70,6 +81,8 @@ class HttpFront:
         self.drain_timeout = drain_timeout
         self._on_worker_start = on_worker_start
         self._on_worker_stop = on_worker_stop
+        self._on_tick = on_tick
+        self.tick_seconds = tick_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self.in_flight = 0
         self._base_environ: dict[str, Any] = {
@@ -90,7 +103,7 @@ class HttpFront:
         if self.threads > 1:
             # Made in the worker: threads do not survive fork().
             self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="app")
-        loop.call_later(_SWEEP_SECONDS, self._sweep_body_reads)
+        loop.call_later(self.tick_seconds, self._sweep_body_reads)
         if self._on_worker_start is not None:
             self._on_worker_start()
 
@@ -117,8 +130,9 @@ class HttpFront:
         self.in_flight += 1
         try:
             try:
+                self._check_head(scope)
                 body = await self._read_body(scope, protocol)
-            except RequestBodyError as exc:
+            except RequestRefused as exc:
                 payload = error_body(exc.message)
                 # The rest of the body is unread: the connection cannot carry another request.
                 protocol.response_bytes(
@@ -137,6 +151,21 @@ class HttpFront:
         finally:
             self.in_flight -= 1
 
+    def _check_head(self, scope: Any) -> None:
+        """414 or 431 (JSON) for a request target or header fields over the front's limits."""
+        query = scope.query_string
+        # The path as granian gives it (percent-decoded), "?" and the query string.
+        target = len(scope.path) + (len(query) + 1 if query else 0)
+        if target > MAX_TARGET_BYTES:
+            raise RequestRefused(414, f"request target is {target} bytes, over the limit of {MAX_TARGET_BYTES}")
+        size = 0
+        for name, value in scope.headers.items():
+            size += len(name) + len(value)
+        if size > MAX_HEADER_BYTES:
+            raise RequestRefused(
+                431, f"request header fields are {size} bytes, over the limit of {MAX_HEADER_BYTES}"
+            )
+
     async def _read_body(self, scope: Any, protocol: Any) -> bytes:
         headers = scope.headers
         length_header = headers.get("content-length")
@@ -147,9 +176,9 @@ class HttpFront:
             try:
                 length = int(length_header)
             except ValueError:
-                raise RequestBodyError(400, f"Content-Length {length_header!r} is not an integer") from None
+                raise RequestRefused(400, f"Content-Length {length_header!r} is not an integer") from None
             if length > self.max_request_bytes:
-                raise RequestBodyError(
+                raise RequestRefused(
                     413, f"request body exceeds MAX_REQUEST_BYTES ({self.max_request_bytes} bytes)"
                 )
             if length == 0:
@@ -174,12 +203,17 @@ class HttpFront:
             del self._body_reads[key]
 
     def _sweep_body_reads(self) -> None:
-        """Cancel body reads past their deadline (so their clients get 408), once a second."""
+        """Cancel body reads past their deadline (so their clients get 408), and run `on_tick`, twice a second."""
         now = time.monotonic()
         for deadline, reading in list(self._body_reads.values()):
             if deadline <= now:
                 reading.cancel()
-        self._loop.call_later(_SWEEP_SECONDS, self._sweep_body_reads)  # type: ignore[union-attr]
+        if self._on_tick is not None:
+            try:
+                self._on_tick()
+            except Exception:
+                logger.exception("periodic task failed")
+        self._loop.call_later(self.tick_seconds, self._sweep_body_reads)  # type: ignore[union-attr]
 
     async def _chunked_body(self, protocol: Any) -> bytes:
         chunks: list[bytes] = []
@@ -187,14 +221,14 @@ class HttpFront:
         async for chunk in protocol:
             size += len(chunk)
             if size > self.max_request_bytes:
-                raise RequestBodyError(
+                raise RequestRefused(
                     413, f"request body exceeds MAX_REQUEST_BYTES ({self.max_request_bytes} bytes)"
                 )
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _timed_out(self) -> RequestBodyError:
-        return RequestBodyError(408, f"request body did not arrive within BODY_TIMEOUT ({self.body_timeout:g} s)")
+    def _timed_out(self) -> RequestRefused:
+        return RequestRefused(408, f"request body did not arrive within BODY_TIMEOUT ({self.body_timeout:g} s)")
 
     def _environ(self, scope: Any, body: bytes) -> dict[str, Any]:
         environ = self._base_environ.copy()

@@ -2,11 +2,21 @@
 
 prometheus_client picks its value storage when it is first imported: PROMETHEUS_MULTIPROC_DIR must be
 set before that (the serve command does it), otherwise each worker would report only its own counts.
+
+Requests are counted in plain Python first and written to prometheus_client's values in batches
+(`flush`): in multiprocess mode every increment is a locked write to a memory-mapped file with a
+getpid() check, seven per infer request, which cost as much CPU as the inference itself (the
+in-progress gauge alone is still written at once). Each
+worker flushes every FLUSH_SECONDS (the HTTP front's and the gRPC server's timers) and when it
+stops, and a scrape flushes the answering worker first, so /metrics lags the other workers' latest
+requests by at most FLUSH_SECONDS.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
+import threading
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +30,31 @@ from prometheus_client import (
 )
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# How often a worker writes its batched counts to the shared values (at most this stale on /metrics).
+FLUSH_SECONDS = 0.5
+
+
+class _PendingHistogram:
+    """Observations of one histogram child not yet written: their sum and a count per bucket."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.sum = 0.0
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one is +Inf
+
+    def observe(self, seconds: float) -> None:
+        self.sum += seconds
+        # prometheus_client's rule: an observation goes in the first bucket whose bound is >= it.
+        self.counts[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+
+    def write_to(self, child: Histogram) -> None:
+        # Histogram.observe has no batch form; these are the values it increments (_sum, _buckets),
+        # tests/app/test_metrics.py checks that a flush exposes what direct observations do.
+        child._sum.inc(self.sum)
+        for bucket, count in zip(child._buckets, self.counts, strict=True):
+            if count:
+                bucket.inc(count)
 
 
 def multiprocess_dir() -> str | None:
@@ -72,25 +107,57 @@ class Metrics:
             ["model", "version"],
             registry=self._registry,
         ).labels(*self._model_labels)
-        # Label lookups take a lock and build tuples; the few children in use are cached here.
-        self._request_children: dict[tuple[str, str, int | str, str], tuple[Counter, Histogram]] = {}
+        # Not yet written (see the module docstring); pool threads (WEB_THREADS > 1) count concurrently.
+        self._lock = threading.Lock()
+        # One flush at a time (the worker's timer and a scrape on a pool thread may coincide).
+        self._flush_lock = threading.Lock()
+        self._pending_requests: dict[tuple[str, str, int | str, str], _PendingHistogram] = {}
+        self._pending_inference = _PendingHistogram()
+        self._pending_failures = 0
 
     def observe_request(
         self, method: str, route: str, status: int | str, seconds: float, protocol: str = "rest"
     ) -> None:
         """Count one request; `status` is the HTTP code (REST) or the gRPC status code's name (grpc)."""
         key = (method, route, status, protocol)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(protocol, method, route, str(status), *self._model_labels),
-                self.request_duration.labels(protocol, method, route, *self._model_labels),
-            )
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        with self._lock:
+            pending = self._pending_requests.get(key)
+            if pending is None:
+                pending = self._pending_requests[key] = _PendingHistogram()
+            pending.observe(seconds)
+
+    def inference_started(self) -> None:
+        # Written at once, unlike the counts: a scrape during a long inference must see it running
+        # (in a worker with one app thread, no flush runs until the inference is over).
+        self.inferences_in_progress.inc()
+
+    def inference_finished(self, seconds: float, failed: bool) -> None:
+        self.inferences_in_progress.dec()
+        with self._lock:
+            self._pending_inference.observe(seconds)
+            if failed:
+                self._pending_failures += 1
+
+    def flush(self) -> None:
+        """Write the counts batched since the last flush to the (shared) prometheus values."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            requests, self._pending_requests = self._pending_requests, {}
+            inference, self._pending_inference = self._pending_inference, _PendingHistogram()
+            failures, self._pending_failures = self._pending_failures, 0
+        for (method, route, status, protocol), pending in requests.items():
+            self.requests.labels(protocol, method, route, str(status), *self._model_labels).inc(sum(pending.counts))
+            pending.write_to(self.request_duration.labels(protocol, method, route, *self._model_labels))
+        if any(inference.counts):
+            inference.write_to(self.inference_duration)
+        if failures:
+            self.inference_failures.inc(failures)
 
     def render(self) -> bytes:
+        self.flush()
         if self._multiprocess_dir:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self._multiprocess_dir)

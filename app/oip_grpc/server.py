@@ -19,6 +19,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from app.config import Settings
+from app.logs import flush_batched_logs
+from app.metrics import FLUSH_SECONDS
 from app.oip_grpc.service import SERVICE_NAME, InferenceServicer, add_to_server
 from app.state import ServiceState
 
@@ -67,6 +69,7 @@ async def serve(state: ServiceState, settings: Settings) -> None:
         await health_servicer.set(service, serving)
     logger.info("gRPC server listening", extra={"address": address})
 
+    flushing = asyncio.create_task(_flush_metrics(state))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -79,6 +82,18 @@ async def serve(state: ServiceState, settings: Settings) -> None:
     await stop.wait()
     logger.info("gRPC server stopping", extra={"graceful_timeout": settings.GRACEFUL_TIMEOUT})
     await server.stop(settings.GRACEFUL_TIMEOUT)
+    flushing.cancel()
+
+
+async def _flush_metrics(state: ServiceState) -> None:
+    """Write the batched request counts and access log lines every FLUSH_SECONDS (app/metrics.py, app/logs.py)."""
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        try:
+            state.metrics.flush()
+            flush_batched_logs()
+        except Exception:
+            logger.exception("writing metrics or logs failed")
 
 
 def run_worker(state: ServiceState, settings: Settings) -> None:
@@ -98,5 +113,7 @@ def run_worker(state: ServiceState, settings: Settings) -> None:
 
         from app.metrics import multiprocess_dir
 
+        state.metrics.flush()
+        flush_batched_logs()
         if multiprocess_dir():
             multiprocess.mark_process_dead(os.getpid())

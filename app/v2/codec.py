@@ -8,6 +8,7 @@ Spec: https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import zlib
@@ -340,6 +341,7 @@ _JSON_ELEMENT_BYTES = {("b", 1): 6, ("f", 2): 12, ("f", 4): 16, ("f", 8): 25}
 _INT_JSON_ELEMENT_BYTES = 21
 
 
+@functools.cache
 def _json_element_bytes(dtype: np.dtype) -> int:
     if dtype.kind in "iu":
         return min(_INT_JSON_ELEMENT_BYTES, len(str(np.iinfo(dtype).min)) + 1)

@@ -37,19 +37,17 @@ def run_model(
 ) -> list[np.ndarray]:
     """Run the model on checked feeds, with the inference metrics; V2Error 400 for data the graph refuses."""
     metrics = state.metrics
-    metrics.inferences_in_progress.inc()
+    metrics.inference_started()
     started = time.perf_counter()
+    failed = True
     try:
-        return model.run(feeds, names)
+        results = model.run(feeds, names)
+        failed = False
+        return results
     except (InvalidArgument, RuntimeException, Fail) as exc:
         # The inputs passed every check against the model's metadata, so what is left is data the
         # graph cannot take (inconsistent batch sizes, out-of-range indices): the caller's to fix.
-        metrics.inference_failures.inc()
         logger.warning("inference failed", extra={"error": str(exc), "model": model.name})
         raise V2Error(f"the model could not run on these inputs: {exc}") from None
-    except Exception:
-        metrics.inference_failures.inc()
-        raise
     finally:
-        metrics.inference_duration.observe(time.perf_counter() - started)
-        metrics.inferences_in_progress.dec()
+        metrics.inference_finished(time.perf_counter() - started, failed)

@@ -25,6 +25,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
+from app.metrics import FLUSH_SECONDS
 from app.training import TrainedModel
 from tests.app.test_serve import Server, build_slow_model, free_port, scrape, server_env, start_server
 from tests.app.test_v2_datatypes import TENSORS, VALUES, build_echo_model
@@ -372,6 +373,8 @@ def test_bytes_that_are_not_a_request_message_are_invalid_argument(channel: grpc
 
 
 def test_no_client_error_was_an_internal_error(iris: GrpcServer) -> None:
+    # Access lines are written in batches every FLUSH_SECONDS (app/logs.py): let the last ones land.
+    time.sleep(3 * FLUSH_SECONDS)
     entries = iris.server.log_entries()
     assert [e for e in entries if e.get("status") == "INVALID_ARGUMENT"]
     assert not [e for e in entries if e.get("message") == "unhandled error"]
@@ -432,7 +435,11 @@ def test_grpc_calls_are_counted_with_the_rest_metrics_under_protocol_grpc(
         stub.ModelInfer(iris_request(), timeout=10)
     with pytest.raises(grpc.RpcError):
         stub.ModelInfer(iris_request(raw=[]), timeout=10)
-    # Both gRPC workers write to the multiprocess registry the REST /metrics endpoint reads.
+    # Both gRPC workers write to the multiprocess registry the REST /metrics endpoint reads, every
+    # FLUSH_SECONDS: wait for the last batch to land.
+    deadline = time.monotonic() + 10
+    while (count("OK") - ok_before, count("INVALID_ARGUMENT") - bad_before) != (5, 1) and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS)
     assert count("OK") - ok_before == 5
     assert count("INVALID_ARGUMENT") - bad_before == 1
 

@@ -7,6 +7,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
+from app.metrics import Metrics
 from app.server import create_app
 from app.training import TrainedModel
 
@@ -73,3 +74,45 @@ def test_apps_have_independent_metrics(trained_models: dict[str, TrainedModel]) 
     )
     assert samples(first)[key] == 1
     assert key not in samples(second)
+
+
+def test_batched_observations_expose_what_direct_ones_do() -> None:
+    # Metrics.flush writes a batch through Histogram's own values (_sum, _buckets): the exposition
+    # must be the one prometheus_client gives for the same observations made one by one, bucket
+    # edges included (an observation equal to a bound belongs to that bound's bucket).
+    observations = [0.0001, 0.0005, 0.0007, 0.001, 0.003, 0.04, 0.5, 10.0, 11.0, 0.0005]
+    batched = Metrics("iris", "1")
+    for seconds in observations:
+        batched.observe_request("POST", "/r", 200, seconds)
+        batched.inference_started()
+        batched.inference_finished(seconds, failed=seconds > 10)
+    unflushed = batched.requests.labels("rest", "POST", "/r", "200", "iris", "1")._value.get()
+    assert unflushed == 0  # nothing is written before a flush
+    batched.flush()
+
+    direct = Metrics("iris", "1")
+    for seconds in observations:
+        direct.requests.labels("rest", "POST", "/r", "200", "iris", "1").inc()
+        direct.request_duration.labels("rest", "POST", "/r", "iris", "1").observe(seconds)
+        direct.inference_duration.observe(seconds)
+        if seconds > 10:
+            direct.inference_failures.inc()
+
+    def exposition(metrics: Metrics) -> list[tuple[str, frozenset[tuple[str, str]], float]]:
+        return sorted(
+            (s.name, frozenset(s.labels.items()), s.value)
+            for family in text_string_to_metric_families(metrics.render().decode())
+            for s in family.samples
+            if not s.name.endswith("_created")
+        )
+
+    assert exposition(batched) == exposition(direct)
+    assert ("ai_app_model_inferences_in_progress", labels(model="iris", version="1"), 0.0) in exposition(batched)
+
+
+def test_in_progress_inferences_are_visible_without_a_flush() -> None:
+    metrics = Metrics("iris", "1")
+    metrics.inference_started()
+    metrics.inference_started()
+    metrics.inference_finished(0.001, failed=False)
+    assert metrics.inferences_in_progress._value.get() == 1

@@ -21,6 +21,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.front import MAX_HEADER_BYTES, MAX_TARGET_BYTES
+from app.http_server import HEAD_BUFFER_BYTES
+from app.metrics import FLUSH_SECONDS
 from app.training import TrainedModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,6 +194,10 @@ def test_metrics_aggregate_across_workers(server: Server) -> None:
         if len(serving_pids) == 2:
             break
     assert serving_pids == worker_pids(server)
+    # Each worker writes its batched counts every FLUSH_SECONDS: wait for the last batch to land.
+    deadline = time.monotonic() + 10
+    while infer_count(scrape(server)) - before != sent and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS)
     # Every scrape, whichever worker answers it, sees the sum over both workers.
     for _ in range(4):
         assert infer_count(scrape(server)) - before == sent
@@ -511,6 +518,42 @@ def test_errors_the_http_server_raises_itself(server: Server, request_bytes: byt
     assert b"content-length: 0" in head.lower()
     assert body == b""
     assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "message"),
+    [
+        (b"GET /v2/health/live?" + b"a" * (MAX_TARGET_BYTES + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+         f"request target is {len('/v2/health/live?') + MAX_TARGET_BYTES + 1} bytes, over the limit of "
+         f"{MAX_TARGET_BYTES}"),
+        (b"POST /v2/models/iris/" + b"a" * MAX_TARGET_BYTES + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+         414, None),
+        (b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADER_BYTES + b"\r\n\r\n", 431,
+         f"request header fields are {MAX_HEADER_BYTES + len('hostx-big') + 1} bytes, over the limit of "
+         f"{MAX_HEADER_BYTES}"),
+        # Many fields, each small: the sum counts.
+        (b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n"
+         + b"".join(b"X-F%d: %s\r\n" % (n, b"b" * 1000) for n in range(40)) + b"\r\n", 431, None),
+    ],
+    ids=["target-too-long", "path-too-long", "header-too-large", "headers-too-large-in-sum"],
+)
+def test_heads_over_the_fronts_limits_get_json_errors(
+    server: Server, request_bytes: bytes, status: int, message: str | None
+) -> None:
+    # Below hyper's own buffer (HEAD_BUFFER_BYTES) the request reaches the front, which answers in JSON.
+    assert len(request_bytes) < HEAD_BUFFER_BYTES
+    head, _, body = raw_exchange(server, request_bytes).partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error == message if message else "over the limit of" in error
+    assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+
+
+def test_heads_within_the_fronts_limits_are_served(server: Server) -> None:
+    headers = {"X-Big": "a" * (MAX_HEADER_BYTES - 1000)}
+    query = "a" * (MAX_TARGET_BYTES - 100)
+    assert requests.get(f"{server.url}/v2/health/live?{query}", headers=headers, timeout=5).status_code == 200
 
 
 def test_oversized_bodies_are_refused_without_reading_them(server: Server) -> None:
