@@ -523,7 +523,7 @@ def grpc_report(
         "batch, asking for the class and the class probabilities; each server's answer to it is checked once "
         f"with grpcio before the load. Ours: `GRPC_WORKERS={args.workers}` gRPC processes (plus one idle HTTP "
         f"worker), defaults otherwise; MLServer {MLSERVER_VERSION}'s gRPC endpoint serves the same estimator "
-        "through mlserver-sklearn in its best `parallel_workers` setting (below).",
+        f"through mlserver-sklearn in its best `parallel_workers` setting (below). {load_note(args)}",
         "",
         "| model | rows | server | requests/s | p50 ms | p99 ms | errors | requests/s vs MLServer | "
         "p99 vs MLServer |",
@@ -573,6 +573,13 @@ def grpc_report(
     return "\n".join(lines)
 
 
+def load_note(args: argparse.Namespace) -> str:
+    """The machine's load while measuring: the other jobs sharing its CPUs move every figure."""
+    now = os.getloadavg()
+    return (f"Load average (1, 5, 15 min) of the machine: {', '.join(f'{x:.1f}' for x in args.load_at_start)} when "
+            f"the benchmark started, {', '.join(f'{x:.1f}' for x in now)} when this section was written.")
+
+
 def median(results: list[LoadResult]) -> LoadResult:
     """Each figure's median over the rounds; errors are summed."""
     return LoadResult(
@@ -609,7 +616,7 @@ def report(
         "`ACCESS_LOG=false` "
         f"(errors are still logged); MLServer {MLSERVER_VERSION} serves the same estimator's joblib file "
         "through mlserver-sklearn in its best `parallel_workers` setting (below). The load generator shares "
-        "the machine's CPUs with the server under test.",
+        f"the machine's CPUs with the server under test. {load_note(args)}",
         "",
         "| model | server | requests/s | p50 ms | p99 ms | errors | requests/s vs MLServer | p99 vs MLServer |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -715,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc", action="store_true", help=f"also compare over gRPC ({GRPC_SECTION})")
     parser.add_argument("--grpc-only", action="store_true", help="only the gRPC comparison")
     args = parser.parse_args(argv)
+    args.load_at_start = os.getloadavg()
     if (args.grpc or args.grpc_only) and shutil.which("h2load") is None:
         print("h2load is not installed: apt-get install nghttp2-client", file=sys.stderr)
         return 2
