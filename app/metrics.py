@@ -5,11 +5,10 @@ set before that (the serve command does it), otherwise each worker would report 
 
 Requests are counted in plain Python first and written to prometheus_client's values in batches
 (`flush`): in multiprocess mode every increment is a locked write to a memory-mapped file with a
-getpid() check, seven per infer request, which cost as much CPU as the inference itself (the
-in-progress gauge alone is still written at once). Each
-worker flushes every FLUSH_SECONDS (the HTTP front's and the gRPC server's timers) and when it
-stops, and a scrape flushes the answering worker first, so /metrics lags the other workers' latest
-requests by at most FLUSH_SECONDS.
+getpid() check, seven per infer request, which cost as much CPU as the inference itself. Each worker
+flushes every FLUSH_SECONDS (the HTTP front's and the gRPC server's timers) and when it stops, and
+a scrape flushes the answering worker first, so /metrics lags the other workers' latest requests by
+at most FLUSH_SECONDS. The in-progress gauge alone is still written at once.
 """
 
 from __future__ import annotations

@@ -7,8 +7,11 @@ stubs are never imported into this process (their messages have the same names).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +30,7 @@ from tritonclient.utils import InferenceServerException
 
 from app.metrics import FLUSH_SECONDS
 from app.training import TrainedModel
-from tests.app.test_serve import Server, build_slow_model, free_port, scrape, server_env, start_server
+from tests.app.test_serve import REPO, Server, build_slow_model, free_port, scrape, server_env, start_server
 from tests.app.test_v2_datatypes import TENSORS, VALUES, build_echo_model
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
@@ -162,6 +165,52 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer]:
     running = start_grpc_server(path, tmp_dir, MODEL_NAME="echo", MODEL_VERSION="3", WEB_CONCURRENCY="1")
     yield running
     assert running.server.stop() == 0
+
+
+# KServe's client pins protobuf<7 and the project runs protobuf 7, so it gets a venv of its own, made
+# on first use (network access to PyPI, as the benchmark's MLServer venv), and runs as a subprocess.
+KSERVE_VERSION = "0.21.0"
+KSERVE_VENV = REPO / ".venv-kserve"
+
+
+@pytest.fixture(scope="module")
+def kserve_python() -> Path:
+    python = KSERVE_VENV / "bin" / "python"
+    marker = KSERVE_VENV / f"kserve-{KSERVE_VERSION}.installed"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(KSERVE_VENV)], check=True, timeout=300)
+        installed = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", f"kserve=={KSERVE_VERSION}"],
+            capture_output=True, text=True, timeout=1200,
+        )
+        assert installed.returncode == 0, f"pip install kserve=={KSERVE_VERSION} failed:\n{installed.stderr}"
+        marker.touch()
+    return python
+
+
+def test_kserve_grpc_client_works_unchanged(iris: GrpcServer, kserve_python: Path, trained_models: dict[str,
+                                            TrainedModel]) -> None:
+    completed = subprocess.run(
+        [str(kserve_python), str(Path(__file__).with_name("kserve_grpc_client.py")), iris.target, "iris"],
+        capture_output=True, text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    found = json.loads(completed.stdout)
+    assert found["server_live"] is True and found["server_ready"] is True and found["model_ready"] is True
+    rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
+    expected = expected_outputs(trained_models["iris-logreg"], rows)
+    for raw in (True, False):  # raw_input_contents, then fp32_contents
+        answer = found[f"infer_raw_{raw}"]
+        assert answer["id"] == f"kserve-{raw}" and answer["model_name"] == "iris"
+        assert answer["datatypes"] == {"probabilities": "FP32", "label": "INT64"}
+        assert answer["outputs"]["label"] == expected["label"].tolist()
+        np.testing.assert_allclose(answer["outputs"]["probabilities"], expected["probabilities"], rtol=1e-6)
+    assert found["bad_datatype"] == {
+        "code": "INVALID_ARGUMENT", "details": "input 'input': datatype INT64 does not match the model's FP32"
+    }
+    assert found["unknown_model"] == {
+        "code": "NOT_FOUND", "details": "model 'nope' not found; this server serves 'iris'"
+    }
 
 
 def test_tritonclient_round_trips_every_datatype(echo: GrpcServer) -> None:
