@@ -7,15 +7,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from bot.errors import EnvbotError
 
-class EnvbotError(Exception):
-    """A failure explained to the user as `envbot: error: <message>` with a non-zero exit."""
-
-    exit_code = 1
+__all__ = ["EnvbotError", "emit", "emit_error", "info", "print_error", "short_digest", "table"]
 
 
 def print_error(message: str) -> None:
-    print(f"envbot: error: {message}", file=sys.stderr)
+    """One line per error: a message spanning lines (a list of gates) is joined with '; '."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    print(f"envbot: error: {'; '.join(lines)}", file=sys.stderr)
+
+
+def emit_error(error: EnvbotError) -> None:
+    """The JSON error object (--json) on stdout: {error, kind, exit_code, ...details}."""
+    json.dump(error.as_json(), sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
 
 
 def info(message: str) -> None:

@@ -12,17 +12,24 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from bot.commands import report, session
+from bot.commands import add_override_argument, override_reason, report, session
+from bot.errors import Conflict, EnvbotError
 from bot.git import CommitInfo, Workspace, parse_trailers
-from bot.output import EnvbotError
-from bot.steps import Promotion, commit, describe, land, render_diff, revert, run_steps
+from bot.registry import RegistryClient
+from bot.steps import Promotion, commit, describe, land, recheck, render_diff, revert, run_steps
+from bot.steps.verify_release import release_check
 
 RELEASE_ACTIONS = ("update", "promote")
+
+
+WRITES = True   # commits: --dry-run and the commit identity options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment to roll back")
     parser.add_argument("--to", metavar="REV", help="revert every envbot update/promotion of ENV after REV")
+    add_override_argument(parser, "land even when the image or model the rollback returns to is gone from "
+                                  "the registry or store; TEXT is recorded in the commit")
 
 
 def _release_commit(commit: CommitInfo, app: str, env: str) -> CommitInfo | None:
@@ -54,7 +61,16 @@ def commits_to_revert(ws: Workspace, path: str, app: str, env: str, to: str | No
     return chosen
 
 
+def reverts_trailers(shas: list[str], override: str | None) -> tuple[tuple[str, str], ...]:
+    trailers = [("Envbot-Reverts", sha) for sha in shas]
+    if override is not None:
+        trailers.append(("Envbot-Override", override))
+    return tuple(trailers)
+
+
 def run(args: argparse.Namespace) -> int:
+    override = override_reason(args)
+    registry = RegistryClient()
     with session(args) as s:
         env = s.policy.env(args.env)
         path = s.policy.repo_path(s.app, env.name)
@@ -65,18 +81,20 @@ def run(args: argparse.Namespace) -> int:
         listed = ", ".join(sha[:12] for sha in shas)
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="rollback", identity=s.identity,
-            dry_run=args.dry_run, revert_commits=shas, trailers=[("Envbot-Reverts", sha) for sha in shas],
+            dry_run=args.dry_run, revert_commits=tuple(shas), trailers=reverts_trailers(shas, override),
+            release_check=release_check(registry), override_reason=override,
             subject=f"envbot: roll back {s.app.name} in {env.name} (revert {listed})",
             render=env.landing != "push" or args.dry_run,
         )
 
-        def recompute(p: Promotion) -> None:
+        def refresh(p: Promotion) -> Promotion:
             # A replay on a newer tip re-chooses: another writer may have rolled back meanwhile.
-            if p.attempts > 1:
-                p.revert_commits = commits_to_revert(p.workspace, path, s.app.name, env.name, args.to)
-                if not p.revert_commits:
-                    raise EnvbotError(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
-                p.trailers = [("Envbot-Reverts", sha) for sha in p.revert_commits]
+            chosen = commits_to_revert(p.workspace, path, s.app.name, env.name, args.to)
+            if not chosen:
+                raise Conflict(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
+            return replace(p, revert_commits=tuple(chosen), trailers=reverts_trailers(chosen, override))
 
-        run_steps(promotion, [recompute, revert.run, render_diff.run, describe.run, commit.run, land.run])
-        return report(args, promotion, {"reverted": promotion.revert_commits})
+        steps = [revert.run, render_diff.run, describe.run, recheck.run, commit.run, land.run]
+        promotion, outcome = run_steps(promotion, steps,
+                                       refresh=refresh)
+        return report(args, promotion, outcome, {"reverted": list(promotion.revert_commits)})

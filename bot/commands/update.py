@@ -11,6 +11,8 @@ from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_r
 from bot.steps import Promotion, pin_release, run_steps
 from bot.values import ImagePin, ReleasePin, read_pin_text
 
+WRITES = True   # commits: --dry-run and the commit identity options
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment to pin (from promotion.yaml)")
@@ -46,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
         pin = ReleasePin(ImagePin(ref.name, tag, image.digest), model or current.model)
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="update",
-            identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=[tag_unchanged],
+            identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=(tag_unchanged,),
             subject=f"envbot: update {s.app.name} in {env.name} to {tag or image.digest[:19]}",
             render=env.landing != "push" or args.dry_run,
         )
-        run_steps(promotion, pin_release.steps(registry, args.source_repo))
-        return report(args, promotion, {"image": str(ref), "digest": image.digest})
+        promotion, outcome = run_steps(promotion, pin_release.steps(registry, args.source_repo))
+        return report(args, promotion, outcome, {"image": str(ref), "digest": image.digest})

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from bot.output import EnvbotError
-from bot.steps import Promotion
+from bot.errors import EnvbotError
+from bot.git import regular_file
+from bot.steps import Outcome, Promotion
 from bot.steps.patches import record_patches
 from bot.values import edit_pin_text, read_pin_text
+from bot.yamlfile import read_text, write_text
 
 
-def run(promotion: Promotion) -> None:
+def run(promotion: Promotion, outcome: Outcome) -> None:
     assert promotion.pin is not None
-    path = promotion.workspace.path / promotion.values_path
     display = promotion.values_path
-    if not path.is_file():
+    path = promotion.workspace.path / display
+    if not path.exists() and not path.is_symlink():
         raise EnvbotError(f"{display}: no values file for app {promotion.app.name} in {promotion.env.name}")
-    text = path.read_text()
-    promotion.old_pin = read_pin_text(text, display)
+    regular_file(promotion.workspace.path, display)
+    # Bytes in, bytes out: CRLF, mixed line endings and a BOM stay exactly as they were.
+    text = read_text(path, display)
+    outcome.old_pin = read_pin_text(text, display)
     edited = edit_pin_text(text, promotion.pin, display)
-    promotion.new_pin = read_pin_text(edited, display)
+    outcome.new_pin = read_pin_text(edited, display)
     if edited != text:
-        path.write_text(edited)
-    record_patches(promotion, [promotion.values_path])
+        write_text(path, edited)
+    record_patches(promotion, outcome, [promotion.values_path])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot.render import diff_resources, render
-from bot.steps import Promotion
+from bot.steps import Outcome, Promotion
 
 
-def run(promotion: Promotion) -> None:
-    if not promotion.render or not promotion.patches:
+def run(promotion: Promotion, outcome: Outcome) -> None:
+    if not promotion.render or not outcome.patches:
         return
     ws = promotion.workspace
     path = promotion.values_path
@@ -16,5 +16,5 @@ def run(promotion: Promotion) -> None:
     namespace = promotion.env.namespace
     old = render(promotion.policy, promotion.app, namespace, old_text, f"{path}@HEAD")
     new = render(promotion.policy, promotion.app, namespace, new_text, path)
-    promotion.rendered = diff_resources(old, new, f"{promotion.env.name}@{ws.head()[:12]}",
+    outcome.rendered = diff_resources(old, new, f"{promotion.env.name}@{ws.head()[:12]}",
                                         f"{promotion.env.name}@new")

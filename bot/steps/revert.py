@@ -5,17 +5,17 @@ from __future__ import annotations
 import git
 
 from bot.output import EnvbotError
-from bot.steps import Promotion
+from bot.steps import Outcome, Promotion
 from bot.steps.patches import record_patches
 from bot.values import read_pin_text
 
 
-def run(promotion: Promotion) -> None:
+def run(promotion: Promotion, outcome: Outcome) -> None:
     ws = promotion.workspace
     g = ws.g
     display = promotion.values_path
     before = ws.show("HEAD", display)
-    promotion.old_pin = read_pin_text(before, display) if before is not None else None
+    outcome.old_pin = read_pin_text(before, display) if before is not None else None
     for sha in promotion.revert_commits:
         parents = g.rev_list("--parents", "-n", "1", sha).split()[1:]
         mainline = ["-m", "1"] if len(parents) > 1 else []
@@ -37,5 +37,5 @@ def run(promotion: Promotion) -> None:
         raise EnvbotError(f"the revert would also change {', '.join(outside)}, not only {display} of "
                           f"{promotion.env.name}; refusing")
     after = (ws.path / display).read_text() if (ws.path / display).exists() else ""
-    promotion.new_pin = read_pin_text(after, display)
-    record_patches(promotion, [display])
+    outcome.new_pin = read_pin_text(after, display)
+    record_patches(promotion, outcome, [display])

@@ -144,3 +144,36 @@ def initial_pins(images: dict[str, PushedImage], models: dict[str, PublishedMode
 @pytest.fixture
 def env_repo(tmp_path: Path, initial_pins: dict[str, ReleasePin]) -> Iterator[EnvRepo]:
     yield make_env_repo(tmp_path, pins=initial_pins)
+
+
+# The fast tier: images pushed through the registry's /v2 API (tests/fixtures/oci.py), no Docker engine.
+@pytest.fixture(scope="session")
+def oci_pusher(oci_registry):
+    from tests.fixtures.oci import OciPusher
+
+    return OciPusher(oci_registry.url, str(oci_registry.ca_file))
+
+
+@pytest.fixture(scope="session")
+def oci_images(oci_registry, oci_pusher, source_repo: SourceRepo) -> dict[str, PushedImage]:
+    """fast/ai-app:v1 (source commit 0), v2 (commit 2), v3 (commit 4), labelled like CI does."""
+    name = f"{oci_registry.host}/fast/ai-app"
+    pushed = {}
+    for tag, index in (("v1", 0), ("v2", 2), ("v3", 4)):
+        revision = source_repo.commits[index]
+        digest = oci_pusher.push("fast/ai-app", tag, {"org.opencontainers.image.revision": revision,
+                                                      "org.opencontainers.image.source": source_repo.path.as_uri()})
+        pushed[tag] = PushedImage(name, tag, digest, revision)
+    return pushed
+
+
+@pytest.fixture
+def fast_pins(oci_images: dict[str, PushedImage], models: dict[str, PublishedModel]) -> dict[str, ReleasePin]:
+    """Like initial_pins, with images pushed without Docker."""
+    return {"dev": release(oci_images["v2"], models["2"]), "staging": release(oci_images["v2"], models["2"]),
+            "prod": release(oci_images["v1"], models["1"])}
+
+
+@pytest.fixture
+def fast_repo(tmp_path: Path, fast_pins: dict[str, ReleasePin]) -> Iterator[EnvRepo]:
+    yield make_env_repo(tmp_path, pins=fast_pins)
