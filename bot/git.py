@@ -60,6 +60,14 @@ class CommitInfo:
     multi_trailers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+def _commit_info(record: str) -> CommitInfo:
+    """A CommitInfo from `git log --format=%H%x1f%P%x1f%ct%x1f%an%x1f%ae%x1f%B`."""
+    sha, parents, committed, author, email, body = record.strip("\n").split("\x1f", 5)
+    single, multi = parse_trailers(body)
+    return CommitInfo(sha, tuple(parents.split()), int(committed), author, email,
+                      body.splitlines()[0] if body else "", single, multi)
+
+
 def git_env() -> dict[str, str]:
     """Environment for envbot's git calls: no prompts, plus envbot's own config entries appended
     after any GIT_CONFIG_* entries the caller set (CI passes its credentials that way)."""
@@ -156,7 +164,7 @@ class Workspace:
                 self.g.fetch("--quiet", f"--depth={bigger}", "origin", self.branch)
                 self.depth = bigger
         except git.GitCommandError as exc:
-            raise EnvbotError(f"cannot fetch history from {self.target}: {_explain(exc)}") from exc
+            raise Unreachable(f"cannot fetch history from {self.target}: {_explain(exc)}") from exc
         return True
 
     def include(self, paths: list[str]) -> None:
@@ -199,6 +207,10 @@ class Workspace:
         except git.GitCommandError:
             return False
 
+    def commit_info(self, sha: str) -> CommitInfo:
+        out = self.g.log("-1", "--format=%H%x1f%P%x1f%ct%x1f%an%x1f%ae%x1f%B", sha)
+        return _commit_info(out)
+
     def walk(self, paths: list[str], first_parent: bool = True) -> Iterator[CommitInfo]:
         """Commits touching PATHS, newest first, deepening the shallow clone only as far as the caller reads."""
         yielded = 0
@@ -211,17 +223,15 @@ class Workspace:
             shallow = self.shallow_commits()
             hit_boundary = False
             for index, entry in enumerate(entries):
-                sha, parents, committed, author, email, body = entry.split("\x1f", 5)
+                sha = entry.split("\x1f", 1)[0]
                 if sha in shallow:
                     # A shallow boundary looks as if it added every file: its real change is unknown.
                     hit_boundary = True
                     break
                 if index < yielded:
                     continue
-                single, multi = parse_trailers(body)
                 yielded += 1
-                yield CommitInfo(sha, tuple(parents.split()), int(committed), author, email,
-                                 body.splitlines()[0] if body else "", single, multi)
+                yield _commit_info(entry)
             if not hit_boundary or not self.deepen():
                 return
 
@@ -368,7 +378,7 @@ def _remote_default_branch(target: str) -> str:
     try:
         out = _git().ls_remote("--symref", target, "HEAD")
     except git.GitCommandError as exc:
-        raise EnvbotError(f"cannot reach the environments repo {target}: {_explain(exc)}") from exc
+        raise Unreachable(f"cannot reach the environments repo {target}: {_explain(exc)}") from exc
     match = re.search(r"^ref: refs/heads/(\S+)\s+HEAD", out, re.M)
     if not match:
         raise EnvbotError(f"{target} has no default branch (empty repository?)")
@@ -422,7 +432,7 @@ def open_workspace(repo_arg: str | None, branch: str | None = None, depth: int |
         try:
             _git().clone(*args, source, str(clone))
         except git.GitCommandError as exc:
-            raise EnvbotError(f"cannot clone the environments repo {repo_arg or source}: {_explain(exc)}") from exc
+            raise Unreachable(f"cannot clone the environments repo {repo_arg or source}: {_explain(exc)}") from exc
         ws = Workspace(path=clone, target=str(checkout) if checkout else repo_arg or source, branch=branch,
                        checkout=checkout, forge_url=forge_url, depth=depth)
         ws.g.sparse_checkout("set", "--no-cone", "/promotion.yaml", "/environments/promotion.yaml")

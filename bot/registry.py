@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.output import EnvbotError
+from bot.errors import EnvbotError, Unreachable
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 REVISION_LABEL = "org.opencontainers.image.revision"
@@ -100,7 +100,7 @@ class RegistryClient:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "404" in message or "MANIFEST_UNKNOWN" in message or "NAME_UNKNOWN" in message:
                 raise EnvbotError(f"{shown} is not in the registry {ref.registry}") from exc
-            raise EnvbotError(f"registry {ref.registry}: {message}") from exc
+            raise Unreachable(f"registry {ref.registry}: {message}") from exc
         manifest = result.manifest if isinstance(result.manifest, dict) else json.loads(result.manifest)
         return result.digest, manifest
 

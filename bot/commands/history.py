@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from bot.commands import session
 from bot.output import emit, table
+from bot.releases import is_release, made_by_envbot
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,17 +20,20 @@ def run(args: argparse.Namespace) -> int:
         env = s.policy.env(args.env)
         path = s.policy.repo_path(s.app, env.name)
         entries = []
-        # All parents: envbot's commits inside merged pull requests carry the trailers.
+        # All parents: envbot's commits inside merged pull requests carry the trailers. Every commit
+        # listed here is accepted by `rollback --to` (bot/releases.py decides what is a release).
         for commit in s.workspace.walk([path], first_parent=False):
-            t = commit.trailers
-            if t and (t.get("Envbot-App", s.app.name) != s.app.name or t.get("Envbot-Env", env.name) != env.name):
+            mine = made_by_envbot(commit, s.identity)
+            t = commit.trailers if mine else {}
+            if t and (t.get("Envbot-App") != s.app.name or t.get("Envbot-Env") != env.name):
                 continue
             entries.append({
                 "commit": commit.sha, "when": datetime.fromtimestamp(commit.committed, UTC).isoformat(),
                 "by": f"{commit.author} <{commit.email}>", "action": t.get("Envbot-Action", "manual edit"),
-                "image": t.get("Envbot-Image", ""), "model": t.get("Envbot-Model", ""),
-                "from": t.get("Envbot-From", ""), "override": t.get("Envbot-Override", ""),
-                "reverts": list(commit.multi_trailers.get("Envbot-Reverts", ())),
+                "release": is_release(commit, s.app.name, env.name) if mine else False,
+                "image": t.get("Envbot-Image") or None, "model": t.get("Envbot-Model") or None,
+                "from": t.get("Envbot-From") or None, "override": t.get("Envbot-Override") or None,
+                "reverts": list(commit.multi_trailers.get("Envbot-Reverts", ())) if mine else [],
                 "subject": commit.subject,
             })
             if len(entries) >= args.limit:
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                 notes.append(f"OVERRIDE: {e['override']}")
             image = e["image"].split("@")[-1].split(":")[-1][:12] if e["image"] else "-"
             rows.append([e["when"][:16].replace("T", " "), e["commit"][:12], e["action"], e["by"].split(" <")[0],
-                         image, e["model"].split(" sha256:")[0] or "-", "; ".join(notes) or e["subject"][:60]])
+                         image, (e["model"] or "").split(" sha256:")[0] or "-", "; ".join(notes) or e["subject"][:60]])
         text = f"{s.app.name} in {env.name} ({path})\n" + table(
             ["WHEN", "COMMIT", "ACTION", "BY", "IMAGE", "MODEL", "NOTES"], rows)
         emit(args.json, {"app": s.app.name, "env": env.name, "entries": entries}, text)

@@ -14,51 +14,20 @@ from dataclasses import replace
 
 from bot.commands import add_override_argument, override_reason, report, session
 from bot.errors import Conflict, EnvbotError
-from bot.git import CommitInfo, Workspace, parse_trailers
 from bot.registry import RegistryClient
+from bot.releases import commits_to_revert
 from bot.steps import Promotion, commit, describe, land, recheck, render_diff, revert, run_steps
 from bot.steps.verify_release import release_check
-
-RELEASE_ACTIONS = ("update", "promote")
-
 
 WRITES = True   # commits: --dry-run and the commit identity options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment to roll back")
-    parser.add_argument("--to", metavar="REV", help="revert every envbot update/promotion of ENV after REV")
+    parser.add_argument("--to", metavar="REV", help="revert every envbot update/promotion of ENV after REV "
+                                                    "(any commit `envbot history ENV` lists)")
     add_override_argument(parser, "land even when the image or model the rollback returns to is gone from "
                                   "the registry or store; TEXT is recorded in the commit")
-
-
-def _release_commit(commit: CommitInfo, app: str, env: str) -> CommitInfo | None:
-    return commit if (commit.trailers.get("Envbot-Action") in RELEASE_ACTIONS
-                      and commit.trailers.get("Envbot-App") == app
-                      and commit.trailers.get("Envbot-Env") == env) else None
-
-
-def commits_to_revert(ws: Workspace, path: str, app: str, env: str, to: str | None) -> list[str]:
-    stop = ws.resolve(to) if to else None
-    if stop is not None and not ws.is_ancestor(stop, "HEAD"):
-        raise EnvbotError(f"{to} is not in the history of {ws.branch}")
-    reverted: set[str] = set()
-    chosen: list[str] = []
-    for entry in ws.walk([path]):
-        if stop is not None and ws.is_ancestor(entry.sha, stop):
-            break
-        # A pull request merged with a merge commit carries envbot's trailers on its second parent.
-        info = entry
-        if len(entry.parents) > 1 and not entry.trailers:
-            single, multi = parse_trailers(ws.g.log("-1", "--format=%B", entry.parents[1]))
-            info = replace(entry, trailers=single, multi_trailers=multi)
-        reverted.update(info.multi_trailers.get("Envbot-Reverts", ()))
-        if entry.sha in reverted or _release_commit(info, app, env) is None:
-            continue
-        chosen.append(entry.sha)
-        if stop is None:
-            break
-    return chosen
 
 
 def reverts_trailers(shas: list[str], override: str | None) -> tuple[tuple[str, str], ...]:
@@ -74,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     with session(args) as s:
         env = s.policy.env(args.env)
         path = s.policy.repo_path(s.app, env.name)
-        shas = commits_to_revert(s.workspace, path, s.app.name, env.name, args.to)
+        shas = commits_to_revert(s.workspace, path, s.app.name, env.name, s.identity, args.to)
         if not shas:
             raise EnvbotError(f"no envbot update or promotion of {s.app.name} in {env.name} "
                               f"{'after ' + args.to if args.to else ''} left to roll back".replace("  ", " "))
@@ -89,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
         def refresh(p: Promotion) -> Promotion:
             # A replay on a newer tip re-chooses: another writer may have rolled back meanwhile.
-            chosen = commits_to_revert(p.workspace, path, s.app.name, env.name, args.to)
+            chosen = commits_to_revert(p.workspace, path, s.app.name, env.name, s.identity, args.to)
             if not chosen:
                 raise Conflict(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
             return replace(p, revert_commits=tuple(chosen), trailers=reverts_trailers(chosen, override))

@@ -22,6 +22,8 @@ class PullRequest:
 class ForgeError(EnvbotError):
     """A forge refused or could not be reached; the message says which call, status and why."""
 
+    kind = "unreachable"
+
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
