@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.models",
     "tests.fixtures.images",
+    "tests.fixtures.envbot",
 ]
