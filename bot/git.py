@@ -29,6 +29,8 @@ _SERVER_CONFIG = {"uploadpack.allowFilter": "true", "uploadpack.allowAnySHA1InWa
 _DEEPEN_STEPS = (16, 128, 1024)
 _REJECTED = re.compile(r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|cannot lock ref|"
                        r"failed to update ref|Not possible to fast-forward|unable to update local ref")
+# The client saw the remote ref ahead of what it pushes on: certainly a moved branch.
+_MOVED = re.compile(r"\(fetch first\)|\(non-fast-forward\)|\(stale info\)")
 # Another writer holds the ref's lock right now: a race even though the tip may not have moved yet.
 _LOCKED = re.compile(r"cannot lock ref|unable to update local ref|index\.lock|Unable to create .*\.lock")
 
@@ -314,7 +316,8 @@ class Workspace:
             text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
             if not _REJECTED.search(text):
                 raise Unreachable(f"cannot push to {self.target}: {_explain(exc)}") from exc
-            if _LOCKED.search(text):
+            if _LOCKED.search(text) or (not force and _MOVED.search(text)):
+                # git itself saw the ref move (or another writer holds its lock): a race, no need to ask.
                 raise PushRejected(f"{self.target} moved meanwhile: {_explain(exc)}") from exc
             now = self.remote_tip(ref, remote)
             moved = not force and expected is not None and now != expected

@@ -99,22 +99,10 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, 0.02 * 2 ** min(attempt, 10))))
 
 
-def _rebase(promotion: Promotion, outcome: Outcome, new_tip: str) -> bool:
-    """Move the prepared commit onto NEW_TIP when the commits in between touch nothing it depends on."""
-    ws = promotion.workspace
-    if outcome.commit is None or not outcome.base:
-        return False
-    if ws.changed_paths(outcome.base, new_tip, promotion.depends_on):
-        return False
-    outcome.commit = ws.replant(outcome.commit, new_tip, promotion.identity)
-    outcome.base = new_tip
-    return True
-
-
 def run_steps(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | None = None) -> tuple[Promotion,
                                                                                                   Outcome]:
     """Run STEPS until they land; returns the inputs of the landing attempt and its outcome."""
-    from bot.steps import land, recheck
+    from bot.steps import land
 
     ws = promotion.workspace
     deadline = time.monotonic() + RETRY_SECONDS
@@ -133,16 +121,19 @@ def run_steps(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | No
             attempt += 1
             _backoff(attempt)
             new_tip = ws.fetch_tip()
-            if _rebase(promotion, outcome, new_tip):
-                # Same files, same inputs: only the time-dependent checks and the landing run again.
+            ws.reset_to(new_tip)
+            # Inputs are re-read on every retry (the source pin, the revert list, the gates move with time).
+            refreshed = refresh(promotion) if refresh is not None else promotion
+            overlap = ws.changed_paths(outcome.base, new_tip, promotion.depends_on)
+            if outcome.commit is not None and not overlap and refreshed == promotion:
+                # Nothing it read or wrote changed: move the prepared commit onto the new tip and land it
+                # (no edit, render or registry call again). It applies exactly: its files are as it saw them.
                 rebased += 1
-                outcome.attempt = attempt
-                outcome.landed = ""
-                pending = [recheck.run, land.run]
+                outcome.commit = ws.replant(outcome.commit, new_tip, promotion.identity)
+                outcome.base, outcome.attempt, outcome.landed = new_tip, attempt, ""
+                pending = [land.run]
                 continue
             replayed += 1
-            ws.reset_to(new_tip)
-            if refresh is not None:
-                promotion = refresh(promotion)
+            promotion = refreshed
             outcome = Outcome(attempt=attempt, base=new_tip)
             pending = steps
