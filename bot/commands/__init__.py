@@ -81,7 +81,7 @@ def report(args: argparse.Namespace, promotion: Promotion, outcome: Outcome, ext
         "landed": outcome.landed or "nothing", "branch": outcome.branch, "pull_request": outcome.pull_request,
         "pin": outcome.new_pin.as_dict() if outcome.new_pin else None,
         "previous_pin": outcome.old_pin.as_dict() if outcome.old_pin else None,
-        "patches": outcome.patches, "description": outcome.description, "attempts": outcome.attempt,
+        "patches": outcome.patches, "description": outcome.description or None, "attempts": outcome.attempt,
         "rebased": outcome.rebased, "replayed": outcome.replayed,
         **(extra or {}),
     }

@@ -12,6 +12,8 @@ from bot.commands import session
 from bot.output import EnvbotError, emit
 from bot.render import diff_resources, format_diffs, render
 
+JSON_SCHEMA = "diff"   # bot/schemas/diff.json: the shape of `--json` output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A", help="ENV or ENV@REV (the old side)")

@@ -9,6 +9,8 @@ from bot.commands import session
 from bot.output import emit, table
 from bot.releases import is_release, made_by_envbot
 
+JSON_SCHEMA = "history"   # bot/schemas/history.json: the shape of `--json` output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment")

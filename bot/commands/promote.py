@@ -23,6 +23,7 @@ from bot.steps import Promotion, pin_release, run_steps
 from bot.steps.verify_release import release_check
 from bot.values import ReleasePin, read_pin_text
 
+JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
 WRITES = True   # commits: --dry-run and the commit identity options
 
 

@@ -19,6 +19,7 @@ from bot.releases import commits_to_revert
 from bot.steps import Promotion, commit, describe, land, recheck, render_diff, revert, run_steps
 from bot.steps.verify_release import release_check
 
+JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
 WRITES = True   # commits: --dry-run and the commit identity options
 
 
@@ -66,4 +67,5 @@ def run(args: argparse.Namespace) -> int:
         steps = [revert.run, render_diff.run, describe.run, recheck.run, commit.run, land.run]
         promotion, outcome = run_steps(promotion, steps,
                                        refresh=refresh)
-        return report(args, promotion, outcome, {"reverted": list(promotion.revert_commits)})
+        return report(args, promotion, outcome, {"reverted": list(promotion.revert_commits),
+                                                    "override": override})

@@ -12,6 +12,8 @@ from bot.pins import pin_origin, same_release
 from bot.releases import envbot_commit
 from bot.values import read_pin_text
 
+JSON_SCHEMA = "status"   # bot/schemas/status.json: the shape of `--json` output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser  # only the common options

@@ -11,6 +11,7 @@ from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_r
 from bot.steps import Promotion, pin_release, run_steps
 from bot.values import ImagePin, ReleasePin, read_pin_text
 
+JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
 WRITES = True   # commits: --dry-run and the commit identity options
 
 
@@ -53,4 +54,4 @@ def run(args: argparse.Namespace) -> int:
             render=env.landing != "push" or args.dry_run,
         )
         promotion, outcome = run_steps(promotion, pin_release.steps(registry, args.source_repo))
-        return report(args, promotion, outcome, {"image": str(ref), "digest": image.digest})
+        return report(args, promotion, outcome, {"requested": {"image": str(ref), "digest": image.digest}})

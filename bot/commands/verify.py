@@ -12,6 +12,8 @@ from bot.registry import RegistryClient
 from bot.steps.verify_release import check_image
 from bot.values import read_pin_text
 
+JSON_SCHEMA = "verify"   # bot/schemas/verify.json: the shape of `--json` output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", nargs="?", help="environment (default: all)")
