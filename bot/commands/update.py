@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bot.commands import report, session
+from bot.errors import Conflict, EnvbotError
 from bot.models import resolve_model
-from bot.output import EnvbotError
 from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_ref
 from bot.steps import Promotion, pin_release, run_steps
 from bot.values import ImagePin, ReleasePin, read_pin_text
@@ -33,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
         if ref.tag:
             now = registry.digest(ImageRef(ref.registry, ref.repository, ref.tag))
             if now != image.digest:
-                raise EnvbotError(f"tag {ref.name}:{ref.tag} moved from {image.digest} to {now} while envbot "
+                raise Conflict(f"tag {ref.name}:{ref.tag} moved from {image.digest} to {now} while envbot "
                                   f"worked; nothing was committed (run again to pin the new digest)")
         if model is not None and resolve_model(model.uri).sha256 != model.sha256:
-            raise EnvbotError(f"model {model.uri} changed while envbot worked; nothing was committed")
+            raise Conflict(f"model {model.uri} changed while envbot worked; nothing was committed")
 
     with session(args) as s:
         env = s.policy.env(args.env)
