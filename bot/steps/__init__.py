@@ -29,9 +29,12 @@ from bot.values import ReleasePin
 
 # Contended writers: give up after this long (not after a fixed count: 64 writers on one file need
 # up to 64 rounds) and never after fewer attempts than MIN_ATTEMPTS.
-RETRY_SECONDS = 600.0
+RETRY_SECONDS = 900.0
 MIN_ATTEMPTS = 30
-BACKOFF_CAP_SECONDS = 1.0
+# Exponential backoff with full jitter, 0.1 s doubling up to the cap: writers that keep colliding
+# spread out instead of all replaying at once (only one of them can land per round).
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ Refresh = Callable[[Promotion], Promotion]
 
 def _backoff(attempt: int) -> None:
     # Full jitter: writers that collided do not collide again in lockstep.
-    time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, 0.02 * 2 ** min(attempt, 10))))
+    time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 10))))
 
 
 def run_steps(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | None = None) -> tuple[Promotion,
