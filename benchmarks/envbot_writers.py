@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -101,6 +102,8 @@ def main() -> int:
     parser.add_argument("--one-app", type=int, nargs="*", default=[8, 32, 64])
     parser.add_argument("--many-apps", type=int, nargs="*", default=[50, 200])
     opts = parser.parse_args()
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: the registry is stopped and the temp dir removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if any(n > APPS for n in opts.many_apps):
         raise SystemExit(f"at most {APPS} apps")
     tmp = Path(tempfile.mkdtemp(prefix="envbot-writers-"))
