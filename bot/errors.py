@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.urls import redact_text
+
 # kind -> exit code. 1 is what Python itself exits with on an unexpected exception: `internal`.
 EXIT_CODES: dict[str, int] = {
     "internal": 1,
@@ -23,12 +25,16 @@ EXIT_CODES: dict[str, int] = {
 
 
 class EnvbotError(Exception):
-    """A failure explained to the user as `envbot: error: <message>` with the kind's exit code."""
+    """A failure explained to the user as `envbot: error: <message>` with the kind's exit code.
+
+    The message is redacted when the error is made: whichever way it is shown (stderr, JSON, a PR),
+    no URL in it carries userinfo.
+    """
 
     kind = "bad-input"
 
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
+    def __init__(self, message: object = "", **details: Any) -> None:
+        super().__init__(redact_text(str(message)))
         # Extra fields of the JSON error object (e.g. retry_after for gates); JSON-serialisable values.
         self.details = details
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import git
 
 from bot.errors import BadInput, Conflict, EnvbotError, PushRefused, Unreachable
+from bot.urls import parse_remote_url
 
 DEFAULT_NAME = "envbot"
 DEFAULT_EMAIL = "envbot@users.noreply.local"
@@ -82,7 +83,8 @@ def git_env() -> dict[str, str]:
 
 
 def is_url(target: str) -> bool:
-    return "://" in target or bool(re.match(r"^[\w.-]+@[\w.-]+:", target))
+    """A remote git reaches by URL (scheme://, file:// included, or scp-like ssh), not a local path."""
+    return parse_remote_url(target).scheme != ""
 
 
 def parse_trailers(message: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
@@ -176,7 +178,7 @@ class Workspace:
     def show(self, rev: str, path: str) -> str | None:
         """PATH's text at REV (None when absent); a symbolic link there is refused, not followed."""
         try:
-            entry = self.g.ls_tree(rev, "--", path)
+            entry = self.g.ls_tree("--end-of-options", rev, "--", path)
         except git.GitCommandError:
             return None
         if entry.startswith("120000 "):
@@ -185,7 +187,8 @@ class Workspace:
         if not entry:
             return None
         try:
-            return self.g.show(f"{rev}:{path}", strip_newline_in_stdout=False)
+            # --end-of-options: REV may come from a command line or a trailer; it is never an option.
+            return self.g.show("--end-of-options", f"{rev}:{path}", strip_newline_in_stdout=False)
         except git.GitCommandError:
             return None
 
@@ -193,7 +196,7 @@ class Workspace:
         """A revision name -> commit sha, deepening the clone until it is known and connected to HEAD."""
         while True:
             try:
-                sha = self.g.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
+                sha = self.g.rev_parse("--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
             except git.GitCommandError:
                 if not self.deepen():
                     raise EnvbotError(f"unknown revision {rev!r} in {self.target}") from None
@@ -204,7 +207,7 @@ class Workspace:
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         try:
-            self.g.merge_base("--is-ancestor", ancestor, descendant)
+            self.g.merge_base("--is-ancestor", "--end-of-options", ancestor, descendant)
             return True
         except git.GitCommandError:
             return False
@@ -379,7 +382,7 @@ def find_checkout_root(start: Path) -> Path:
 
 def _remote_default_branch(target: str) -> str:
     try:
-        out = _git().ls_remote("--symref", target, "HEAD")
+        out = _git().ls_remote("--symref", "--", target, "HEAD")
     except git.GitCommandError as exc:
         raise Unreachable(f"cannot reach the environments repo {target}: {_explain(exc)}") from exc
     match = re.search(r"^ref: refs/heads/(\S+)\s+HEAD", out, re.M)
@@ -433,7 +436,7 @@ def open_workspace(repo_arg: str | None, branch: str | None = None, depth: int |
         args.append(f"--depth={depth}")
     try:
         try:
-            _git().clone(*args, source, str(clone))
+            _git().clone(*args, "--", source, str(clone))
         except git.GitCommandError as exc:
             raise Unreachable(f"cannot clone the environments repo {repo_arg or source}: {_explain(exc)}") from exc
         ws = Workspace(path=clone, target=str(checkout) if checkout else repo_arg or source, branch=branch,

@@ -8,13 +8,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.errors import EnvbotError
+from bot.urls import redact_text
 
 __all__ = ["EnvbotError", "emit", "emit_error", "info", "print_error", "short_digest", "table"]
 
 
 def print_error(message: str) -> None:
-    """One line per error: a message spanning lines (a list of gates) is joined with '; '."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    """One line per error: a message spanning lines (a list of gates) is joined with '; '.
+
+    Messages quote URLs given on the command line and git's stderr: userinfo (tokens) never prints.
+    """
+    lines = [line.strip() for line in redact_text(message).splitlines() if line.strip()]
     print(f"envbot: error: {'; '.join(lines)}", file=sys.stderr)
 
 
@@ -26,7 +30,7 @@ def emit_error(error: EnvbotError) -> None:
 
 def info(message: str) -> None:
     """Progress notes go to stderr so stdout stays the command's result (patch, table, JSON)."""
-    print(f"envbot: {message}", file=sys.stderr)
+    print(f"envbot: {redact_text(message)}", file=sys.stderr)
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

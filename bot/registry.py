@@ -1,8 +1,11 @@
 """Image references -> digests and labels, through the OCI distribution API (/v2) of the registry.
 
-ACR (*.azurecr.io) is reached with DefaultAzureCredential; any other registry over TLS anonymously
-(REQUESTS_CA_BUNDLE trusts a private CA). Only /v2 calls are used: the ACR-only /acr/v1 APIs
-(manifest properties, tag listing) do not exist on other registries.
+ACR (*.azurecr.io, and the sovereign clouds' suffixes) is reached with DefaultAzureCredential; any other
+registry over TLS anonymously (REQUESTS_CA_BUNDLE trusts a private CA). Which host gets the credential is
+app.credential_scope's rule, applied to the registry host named in the reference, which must be a plain
+host[:port] (no path, query or fragment that could send the request elsewhere).
+Only /v2 calls are used: the ACR-only /acr/v1 APIs (manifest properties, tag listing) do not exist on
+other registries.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from app.credential_scope import ACR, credential_refusal
 from bot.errors import EnvbotError, Unreachable
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# The reference grammar's domain: DNS labels or a bracketed IPv6 address, and an optional port.
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_REGISTRY_HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?$")
 REVISION_LABEL = "org.opencontainers.image.revision"
 SOURCE_LABEL = "org.opencontainers.image.source"
 ACR_AUDIENCE = "https://management.azure.com"
@@ -52,6 +59,8 @@ def parse_image_ref(text: str) -> ImageRef:
     first = rest[:slash] if slash > 0 else ""
     if not first or not ("." in first or ":" in first or first == "localhost"):
         raise EnvbotError(f"image {text!r}: name the registry (e.g. myregistry.azurecr.io/ai-app:TAG)")
+    if not _REGISTRY_HOST.match(first):
+        raise EnvbotError(f"image {text!r}: {first!r} is not a registry host[:port]")
     path = rest[slash + 1:]
     tag = ""
     if ":" in path.rsplit("/", 1)[-1]:
@@ -68,8 +77,10 @@ def parse_image_ref(text: str) -> ImageRef:
 def _client(registry: str) -> Any:
     from azure.containerregistry import ContainerRegistryClient
 
+    if not _REGISTRY_HOST.match(registry):
+        raise EnvbotError(f"{registry!r} is not a registry host[:port]")
     endpoint = f"https://{registry}"
-    if registry.endswith(".azurecr.io"):
+    if credential_refusal(ACR, registry) is None:
         from azure.identity import DefaultAzureCredential
 
         return ContainerRegistryClient(endpoint, DefaultAzureCredential(), audience=ACR_AUDIENCE)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import os
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from bot import helm
 from bot.output import EnvbotError
 from bot.policy import App, Policy
 
@@ -28,27 +26,10 @@ class ResourceDiff:
     diff: str                    # unified diff
 
 
-def helm_binary() -> str:
-    binary = os.environ.get("ENVBOT_HELM") or shutil.which("helm")
-    if not binary:
-        raise EnvbotError("helm is not installed: put helm on PATH or set ENVBOT_HELM")
-    return binary
-
-
-def chart_args(policy: Policy, app: App) -> list[str]:
-    chart = app.chart
-    if chart.path:
-        path = (policy.root / chart.path).resolve()
-        if not (path / "Chart.yaml").is_file():
-            raise EnvbotError(f"{policy.file.name}: apps.{app.name}.chart.path {chart.path!r} has no Chart.yaml "
-                              f"(the chart must be in the environments repo, or use chart.repo)")
-        return [str(path)]
-    if chart.repo and chart.name:
-        version = ["--version", chart.version] if chart.version else []
-        if chart.repo.startswith("oci://"):
-            return [f"{chart.repo.rstrip('/')}/{chart.name}", *version]
-        return ["--repo", chart.repo, chart.name, *version]
-    raise EnvbotError(f"{policy.file.name}: apps.{app.name}.chart needs path, or repo and name")
+def repo_root(policy: Policy) -> Path:
+    """The git root of the environments repo: promotion.yaml's directory minus its prefix."""
+    depth = len(PurePosixPath(policy.prefix).parts) if policy.prefix else 0
+    return policy.root.parents[depth - 1] if depth else policy.root
 
 
 def render(policy: Policy, app: App, namespace: str, values_text: str, display: str) -> dict[str, str]:
@@ -56,9 +37,8 @@ def render(policy: Policy, app: App, namespace: str, values_text: str, display: 
     with tempfile.TemporaryDirectory(prefix="envbot-render-") as tmp:
         values = Path(tmp) / "values.yaml"
         values.write_text(values_text)
-        cmd = [helm_binary(), "template", app.name, *chart_args(policy, app), "--namespace", namespace,
-               "--values", str(values)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = helm.template(app.chart, policy.root, repo_root(policy), app.name, namespace, values,
+                             f"{policy.file.name}: apps.{app.name}.chart")
     if proc.returncode != 0:
         raise EnvbotError(f"helm template with {display} failed: {proc.stderr.strip()}")
     return split_manifests(proc.stdout, namespace)

@@ -19,6 +19,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
+from app.credential_scope import AZURE_BLOB, credential_refusal
 from app.modelstore.backend import CONNECT_TIMEOUT, READ_TIMEOUT, StoredObject
 from app.modelstore.errors import ModelExists, ModelNotFound, ModelStoreError, TransientError
 from app.modelstore.uri import ModelUri
@@ -65,7 +66,12 @@ def service_client(location: ModelUri, *, client_retries: bool = True) -> BlobSe
                 f"not {location.account_url}"
             )
         return service
-    # Workload identity in AKS, a managed identity on a VM, or `az login` on a laptop.
+    # Workload identity in AKS, a managed identity on a VM, or `az login` on a laptop: a token that
+    # reaches every blob the identity may read, so only the storage service's own hosts get it.
+    refusal = credential_refusal(AZURE_BLOB, location.account_url)
+    if refusal:
+        raise ModelStoreError(f"{location.uri}: {refusal}; an emulator or any other endpoint is reached "
+                              f"only with {CONNECTION_STRING_VAR}")
     from azure.identity import DefaultAzureCredential
 
     return BlobServiceClient(location.account_url, credential=DefaultAzureCredential(), **options)

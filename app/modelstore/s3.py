@@ -18,6 +18,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from app.credential_scope import AWS_S3, credential_refusal
 from app.modelstore.backend import CONNECT_TIMEOUT, READ_TIMEOUT, StoredObject
 from app.modelstore.errors import ModelExists, ModelNotFound, ModelStoreError, TransientError
 from app.modelstore.uri import ModelUri
@@ -31,9 +32,14 @@ _TRANSIENT_CODES = {"RequestTimeout", "SlowDown", "Throttling", "ThrottlingExcep
 def s3_client(*, client_retries: bool = True):  # -> botocore S3 client (typed stubs are not installed)
     """Credentials, region and endpoint come from the usual AWS_* variables (AWS_ENDPOINT_URL included)."""
     retries = {"max_attempts": 5, "mode": "standard"} if client_retries else {"max_attempts": 1}
-    return boto3.session.Session().client(
+    client = boto3.session.Session().client(
         "s3", config=Config(retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
     )
+    # The keys sign every request: only AWS's own endpoints, or one the operator configured, get them.
+    refusal = credential_refusal(AWS_S3, client.meta.endpoint_url)
+    if refusal:
+        raise ModelStoreError(refusal)
+    return client
 
 
 @contextmanager

@@ -11,13 +11,10 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from app.credential_scope import AZURE_BLOB_HOST
 from app.modelstore.errors import ModelStoreError
 
 MODEL_FILE = "model.onnx"
-# Blob service host suffixes of the public and sovereign Azure clouds: the account is the first host label.
-_AZURE_BLOB_HOST = re.compile(
-    r"^(?P<account>[a-z0-9]{3,24})\.blob\.core\.(windows\.net|chinacloudapi\.cn|usgovcloudapi\.net)$"
-)
 # Names and versions become path segments, image labels and Helm values: keep them plain.
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -76,7 +73,7 @@ def parse_uri(uri: str) -> ModelUri:
         if not host:
             raise ModelStoreError(f"{uri}: missing host")
         origin = f"{parsed.scheme}://{parsed.netloc}"
-        if _AZURE_BLOB_HOST.match(host):
+        if AZURE_BLOB_HOST.match(host):  # the public and sovereign clouds' Blob hosts
             if parsed.scheme != "https":
                 raise ModelStoreError(f"{uri}: Azure Blob Storage needs https")
             account_url = origin

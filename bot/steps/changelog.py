@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.changelog import changelog_markdown
+from bot.changelog import changelog_markdown, label_source_problem
 from bot.output import EnvbotError
 from bot.registry import REVISION_LABEL, SOURCE_LABEL, RegistryClient, parse_image_ref
 from bot.steps import Outcome, Promotion
@@ -24,5 +24,12 @@ def run(promotion: Promotion, outcome: Outcome, registry: RegistryClient, source
         return
     new_labels = _labels(registry, new.image.ref)
     old_labels = _labels(registry, old.image.ref) if old is not None and old.image.digest else {}
-    source = source_repo or new_labels.get(SOURCE_LABEL) or promotion.app.source
-    outcome.changelog = changelog_markdown(source, old_labels.get(REVISION_LABEL), new_labels.get(REVISION_LABEL))
+    # --source-repo and promotion.yaml's apps.*.source are the operators' choice; a label is anyone's
+    # who can push an image, so it is used only when it names a forge repository (never a local path).
+    label, problem = new_labels.get(SOURCE_LABEL), None
+    if label and (problem := label_source_problem(label)):
+        problem = f"the image's source label is not used: {problem}"
+        label = None
+    source = source_repo or label or promotion.app.source
+    outcome.changelog = changelog_markdown(source, old_labels.get(REVISION_LABEL), new_labels.get(REVISION_LABEL),
+                                           problem)

@@ -28,7 +28,7 @@ def environment_dirs(policy: Policy, app: str = DEFAULT_APP) -> dict[str, PurePo
 
 def changed_files(repo: Path, base: str, head: str) -> list[PurePosixPath]:
     result = subprocess.run(
-        ["git", "-C", str(repo), "diff", "--name-only", f"{base}...{head}"],
+        ["git", "-C", str(repo), "diff", "--name-only", "--end-of-options", f"{base}...{head}", "--"],
         capture_output=True,
         text=True,
     )

@@ -1,5 +1,5 @@
 """envbot fixtures live in tests/fixtures/envbot.py (a plugin of tests/conftest.py, shared with tests/security)."""
 
-from tests.fixtures.envbot import PublishedModel, PushedImage, SourceRepo, build_and_push, release
+from tests.fixtures.envbot import SOURCE_URL, PublishedModel, PushedImage, SourceRepo, build_and_push, release
 
-__all__ = ["PublishedModel", "PushedImage", "SourceRepo", "build_and_push", "release"]
+__all__ = ["SOURCE_URL", "PublishedModel", "PushedImage", "SourceRepo", "build_and_push", "release"]

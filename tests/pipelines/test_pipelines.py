@@ -290,7 +290,7 @@ def test_model_watch_is_scheduled() -> None:
 
 def test_environments_pr_pipeline_renders_validates_and_comments() -> None:
     text = "\n".join(t for _, t in scripts_of(REPO_ROOT / "pipelines" / "environments-pr.yml"))
-    assert "helm template" in text and "kubernetes-validate --strict" in text
+    assert "render_environment.py --repo environments" in text and "kubernetes-validate --strict" in text
     assert 'envbot diff --repo environments "$env@$BASE_COMMIT" "$env@HEAD"' in text
     assert "post_pr_comment.py" in text
 
