@@ -51,3 +51,12 @@ def test_bomb_in_a_values_file_through_the_cli(fast_repo, oci_images, bot_env):
                       env=bot_env, check=False)
     assert json.loads(proc.stdout)["kind"] == "bad-input" and "YAML aliases expand" in proc.stderr
     assert fast_repo.head() == before
+
+
+def test_bomb_in_rendered_manifests_is_refused():
+    from bot.render import split_manifests
+
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n" + "".join(
+        "  " + line + "\n" for line in BOMB.splitlines())
+    with pytest.raises(BadInput, match=r"^helm template output:\d+: YAML aliases expand"):
+        split_manifests("---\n" + manifest, "ns")
