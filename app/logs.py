@@ -59,7 +59,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def logging_config(level: str) -> dict[str, Any]:
-    """A dictConfig for the app's and gunicorn's loggers, all writing JSON lines to stderr."""
+    """A dictConfig for the app's and granian's loggers, all writing JSON lines to stderr."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -67,9 +67,9 @@ def logging_config(level: str) -> dict[str, Any]:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr}},
         "loggers": {
             "app": {"level": level, "handlers": ["stderr"], "propagate": False},
-            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
-            # Requests are logged by the app with the request id; gunicorn's access log stays off.
-            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+            "_granian": {"level": level, "handlers": ["stderr"], "propagate": False},
+            # Requests are logged by the app with the request id; granian's access log stays off.
+            "granian.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
         },
         "root": {"level": "WARNING", "handlers": ["stderr"]},
     }

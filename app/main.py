@@ -7,9 +7,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from app.cli import tool_version, unexpected_error
+
 VERBS = {
-    "serve": "Run the inference server (gunicorn) for the model in MODEL_PATH.",
+    "serve": "Run the inference server (granian) for the model in MODEL_PATH.",
     "fetch-model": "Download a model from blob storage or S3 and verify its sha256.",
+    "check-model": "Check that an ONNX file answers like the original model (or expected outputs).",
     "publish-model": "Upload a model to blob storage or S3 with its sha256.",
     "train": "Train a demo model and export it to ONNX.",
 }
@@ -18,6 +21,7 @@ VERBS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="ai-app", description="The AI app: inference service and model tools.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tool_version()}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     # Only the chosen verb's module is imported, so `serve` never pays for the training stack.
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
@@ -34,4 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             module.add_arguments(subparser)
             subparser.set_defaults(run=module.run)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"ai-app {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the catch-all: anything a verb did not turn into its own message
+        return unexpected_error(f"ai-app {args.verb}", exc, as_json=getattr(args, "json", False))

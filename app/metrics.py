@@ -1,4 +1,4 @@
-"""Prometheus metrics, aggregated across gunicorn workers with prometheus_client's multiprocess mode.
+"""Prometheus metrics, aggregated across the server's worker processes with prometheus_client's multiprocess mode.
 
 prometheus_client picks its value storage when it is first imported: PROMETHEUS_MULTIPROC_DIR must be
 set before that (the serve command does it), otherwise each worker would report only its own counts.

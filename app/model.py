@@ -5,28 +5,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 
-from app.modelstore.digest import READ_BYTES
+from app.datatypes import BY_ORT_TYPE
+from app.modelstore.digest import READ_BYTES, normalize_sha256
 
-# onnxruntime type string -> (Open Inference Protocol datatype, numpy dtype).
-_ORT_TYPES: dict[str, tuple[str, np.dtype]] = {
-    "tensor(bool)": ("BOOL", np.dtype(np.bool_)),
-    "tensor(uint8)": ("UINT8", np.dtype(np.uint8)),
-    "tensor(uint16)": ("UINT16", np.dtype(np.uint16)),
-    "tensor(uint32)": ("UINT32", np.dtype(np.uint32)),
-    "tensor(uint64)": ("UINT64", np.dtype(np.uint64)),
-    "tensor(int8)": ("INT8", np.dtype(np.int8)),
-    "tensor(int16)": ("INT16", np.dtype(np.int16)),
-    "tensor(int32)": ("INT32", np.dtype(np.int32)),
-    "tensor(int64)": ("INT64", np.dtype(np.int64)),
-    "tensor(float16)": ("FP16", np.dtype(np.float16)),
-    "tensor(float)": ("FP32", np.dtype(np.float32)),
-    "tensor(double)": ("FP64", np.dtype(np.float64)),
-    "tensor(string)": ("BYTES", np.dtype(object)),
-}
+if TYPE_CHECKING:
+    from app.modelcard import ModelCard
 
 
 class ModelError(Exception):
@@ -72,21 +60,26 @@ def read_verified(path: Path, expected_sha256: str | None) -> tuple[bytes, str]:
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file: {exc.strerror or exc}") from None
     actual = digest.hexdigest()
-    if expected_sha256 is not None and actual != expected_sha256.lower():
-        raise ModelDigestMismatch(path, expected_sha256.lower(), actual)
+    if expected_sha256 is not None:
+        try:
+            expected = normalize_sha256(expected_sha256, "expected sha256")
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        if actual != expected:
+            raise ModelDigestMismatch(path, expected, actual)
     return b"".join(chunks), actual
 
 
 def _tensor_spec(node: ort.NodeArg, path: Path) -> TensorSpec:
     try:
-        datatype, dtype = _ORT_TYPES[node.type]
+        datatype = BY_ORT_TYPE[node.type]
     except KeyError:
         hint = ""
         if node.type.startswith("seq(map"):
             hint = " (a skl2onnx classifier converted with ZipMap; convert with options={'zipmap': False})"
         raise ModelError(f"{path}: tensor {node.name!r} has type {node.type}, not a V2 tensor{hint}") from None
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (node.shape or []))
-    return TensorSpec(node.name, datatype, shape, dtype)
+    return TensorSpec(node.name, datatype.name, shape, datatype.dtype)
 
 
 class OnnxModel:
@@ -115,6 +108,7 @@ class OnnxModel:
         self.inputs = {n.name: _tensor_spec(n, path) for n in self.session.get_inputs()}
         self.outputs = {n.name: _tensor_spec(n, path) for n in self.session.get_outputs()}
         self.output_names = list(self.outputs)
+        self.card: ModelCard | None = None   # set by attach_card when a verified card lies beside the model
 
     @classmethod
     def load(
@@ -169,6 +163,37 @@ class OnnxModel:
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
         return self.session.run(output_names, feeds)
+
+    def attach_card(self) -> None:
+        """Read the model card fetch-model wrote beside the model, if any, and check it describes this model.
+
+        A card that names other bytes or another signature is refused (ModelError): the figures a client
+        reads from the metadata must be the ones of the model that answers.
+        """
+        from app.modelcard import CARD_FILE, ModelCardError, parse_card, signature_matches
+
+        card_path = self.path.parent / CARD_FILE
+        if not card_path.is_file():
+            return
+        try:
+            card = parse_card(card_path.read_bytes(), str(card_path))
+        except (OSError, ModelCardError) as exc:
+            raise ModelError(f"{card_path}: {exc}") from None
+        if card.sha256 != self.sha256:
+            raise ModelError(f"{card_path}: the card describes sha256 {card.sha256}, the model is {self.sha256}")
+        problems = signature_matches(
+            card, {n: (s.datatype, s.shape) for n, s in self.inputs.items()},
+            {n: (s.datatype, s.shape) for n, s in self.outputs.items()})
+        if problems:
+            raise ModelError(f"{card_path}: the card does not match the model: {'; '.join(problems)}")
+        self.card = card
+
+    def card_summary(self) -> dict[str, object] | None:
+        """What clients need from the card: version, sha256, metrics and what they were measured on."""
+        if self.card is None:
+            return None
+        return {"version": self.card.version, "sha256": self.card.sha256, "metrics": self.card.metrics,
+                "dataset": self.card.dataset, "source": self.card.source, "producer": self.card.producer}
 
     def metadata(self) -> dict[str, object]:
         return {

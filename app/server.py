@@ -1,4 +1,4 @@
-"""The Flask app factory: settings from the environment, the V2 and ops blueprints, request hooks."""
+"""The Flask app factory: the app for a Settings object, the V2 and ops blueprints, request hooks."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from app.config import load_settings
+from app.config import Settings
 from app.metrics import Metrics
 from app.model import OnnxModel
 from app.state import ServiceState
@@ -43,6 +43,7 @@ def load_model(app: Flask) -> OnnxModel:
         intra_op_threads=config["ORT_INTRA_OP_THREADS"],
         inter_op_threads=config["ORT_INTER_OP_THREADS"],
     )
+    model.attach_card()
     app.extensions["ai_app"].model = model
     logger.info(
         "model loaded",
@@ -51,20 +52,18 @@ def load_model(app: Flask) -> OnnxModel:
     return model
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app from the environment, overridden by `config`; loads the model if MODEL_PATH is set.
+def create_app(settings: Settings) -> Flask:
+    """Build the app for `settings` (app.config.load_settings reads them); loads the model if MODEL_PATH is set.
 
-    Raises app.config.ConfigError for bad settings and app.model.ModelError (including a sha256
-    mismatch) when the model cannot be served.
+    Raises app.model.ModelError (including a sha256 mismatch) when the model cannot be served.
     """
     app = Flask(__name__)
-    app.config.update(load_settings().as_flask_config())
-    if config:
-        app.config.update(config)
+    app.config.update(settings.as_flask_config())
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
     state = ServiceState(
         metrics=Metrics(app.config["MODEL_NAME"], app.config["MODEL_VERSION"]),
-        max_request_bytes=app.config["MAX_REQUEST_BYTES"],
+        max_request_bytes=settings.MAX_REQUEST_BYTES,
+        max_response_bytes=settings.MAX_RESPONSE_BYTES,
     )
     app.extensions["ai_app"] = state
     app.register_blueprint(create_v2_blueprint(state))
@@ -90,6 +89,7 @@ def _create_ops_blueprint() -> Blueprint:
                 "version": config["MODEL_VERSION"],
                 "sha256": model.sha256 if model is not None else None,
                 "loaded": model is not None,
+                "card": model.card_summary() if model is not None else None,
             },
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from app.metrics import Metrics
 from app.model import OnnxModel
@@ -12,4 +13,11 @@ from app.model import OnnxModel
 class ServiceState:
     metrics: Metrics
     max_request_bytes: int
+    max_response_bytes: int
     model: OnnxModel | None = None
+    # Set (value 1) by the server on SIGTERM, shared with the forked workers: readiness then fails.
+    draining: Any = None
+
+    @property
+    def is_draining(self) -> bool:
+        return self.draining is not None and bool(self.draining.value)

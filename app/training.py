@@ -64,12 +64,16 @@ MODELS: dict[str, tuple[Callable[[int | None], object], str]] = {
 
 
 def train_model(name: str, out_dir: Path, version: str = "1", *, size_mb: int | None = None,
-                save_joblib: bool = False) -> TrainedModel:
+                save_joblib: bool = False, input_name: str = "input", label_noise: float = 0.0) -> TrainedModel:
     """Train `name` and write out_dir/<name>/<version>/model.onnx (the store's layout).
 
     `save_joblib` also writes model.joblib, for the MLServer benchmark peer only: the app never
-    loads pickles.
+    loads pickles. `input_name` renames the graph input and `label_noise` (0..1) replaces that share of
+    the training labels with random classes: the release gates' demos of a breaking signature change
+    and of a worse model.
     """
+    if not 0.0 <= label_noise <= 1.0:
+        raise ValueError(f"label_noise must be between 0 and 1, got {label_noise}")
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     for what, value in (("name", name), ("version", version)):
@@ -84,6 +88,11 @@ def train_model(name: str, out_dir: Path, version: str = "1", *, size_mb: int | 
     from sklearn.exceptions import ConvergenceWarning
 
     features, labels = load_iris(return_X_y=True)
+    if label_noise:
+        rng = np.random.default_rng(SEED)
+        noisy = rng.random(len(labels)) < label_noise
+        labels = labels.copy()
+        labels[noisy] = rng.integers(0, 3, int(noisy.sum()))
     estimator = MODELS[name][0](size_mb)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -91,7 +100,7 @@ def train_model(name: str, out_dir: Path, version: str = "1", *, size_mb: int | 
 
     onnx_model = to_onnx(
         estimator,
-        initial_types=[("input", FloatTensorType([None, N_FEATURES]))],
+        initial_types=[(input_name, FloatTensorType([None, N_FEATURES]))],
         options={id(estimator): {"zipmap": False}},
         target_opset=TARGET_OPSET,
         name=name,
@@ -112,3 +121,25 @@ def train_model(name: str, out_dir: Path, version: str = "1", *, size_mb: int | 
 
         joblib.dump(estimator, model_dir / "model.joblib")
     return TrainedModel(name=name, version=version, path=path, sha256=file_sha256(path))
+
+
+def write_eval_dataset(path: Path, rows: int = 300, *, seed: int = 1, noise: float = 0.25) -> str:
+    """An evaluation data set for the iris models: iris rows resampled with Gaussian noise on every
+    feature (seeded), as CSV with a header (f0..f3, label). Returns its sha256.
+
+    The noise makes it a different sample from the training data, so a model that memorised the
+    training rows gains nothing, and its size is free (the gates' benchmark uses 10,000 rows).
+    """
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    features, labels = load_iris(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(labels), rows)
+    noisy = features[picks] + rng.normal(0.0, noise, (rows, N_FEATURES))
+    lines = ["f0,f1,f2,f3,label"]
+    lines += [",".join(f"{v:.4f}" for v in row) + f",{int(label)}" for row, label in zip(noisy, labels[picks],
+                                                                                          strict=True)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return file_sha256(path)

@@ -24,6 +24,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.svgchart import write_chart  # noqa: E402
 from devenv import helm  # noqa: E402
 from devenv import registry as registry_service  # noqa: E402
 from devenv.oci import OciPusher  # noqa: E402
@@ -106,11 +107,26 @@ def timed(args: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+CHART = REPO_ROOT / "docs" / "img" / "bench-envbot.svg"
+
+
+def write_charts(rows: list[tuple[int, float, float]], path: Path = CHART) -> None:
+    """update and promote wall times per history size, as in docs/benchmarks.md's table."""
+    bars, groups = [], []
+    for commits, update, promote in rows:
+        bars += [(f"update, {commits:,} commits", update), (f"promote, {commits:,} commits", promote)]
+        groups += [0, 1]
+    write_chart(path, f"envbot on a {APPS}-app environments repo (whole process, median)", "s", bars,
+                groups=groups, note="lower is better; no growth with history")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--chart", type=Path, default=CHART, help=f"bar chart of the table (default {CHART})")
     opts = parser.parse_args()
+    rows: list[tuple[int, float, float]] = []
     tmp = Path(tempfile.mkdtemp(prefix="envbot-bench-"))
     try:
         with registry_service.start(tmp / "registry") as reg:
@@ -135,6 +151,9 @@ def main() -> int:
                                    "--repo", str(remote)], env) for i in range(opts.runs)]
                 print(f"| {commits:,} commits, {APPS} apps | {statistics.median(updates):.2f} s | "
                       f"{statistics.median(promotes):.2f} s | {generated:.1f} s |", flush=True)
+                rows.append((commits, statistics.median(updates), statistics.median(promotes)))
+        write_charts(rows, opts.chart)
+        print(f"chart: {opts.chart}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

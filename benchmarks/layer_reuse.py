@@ -67,7 +67,7 @@ def main() -> int:
     base = baseimage.ensure_base_image()
     with tempfile.TemporaryDirectory(prefix="layer-reuse-") as tmp:
         work = Path(tmp)
-        subprocess.run([sys.executable, "-m", "app", "train", "--out", str(work / "models"), "--model",
+        subprocess.run([sys.executable, "-m", "app", "train", "--out", str(work / "models"), "--model-name",
                         "iris-big", "--size-mb", str(args.model_mb)], check=True, capture_output=True)
         model = work / "models" / "iris-big" / "1" / "model.onnx"
         print(f"model: {model.stat().st_size / 2**20:.1f} MiB")

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,10 +49,15 @@ TIMEOUT_SECONDS = 300
 
 
 def helm_binary() -> str:
+    """ENVBOT_HELM, else helm on PATH, else the helm installed beside envbot's Python (`.venv/bin`,
+    where scripts/bootstrap puts it), so `.venv/bin/envbot` works without the venv on PATH."""
     binary = os.environ.get("ENVBOT_HELM") or shutil.which("helm")
-    if not binary:
-        raise EnvbotError("helm is not installed: put helm on PATH or set ENVBOT_HELM")
-    return binary
+    if binary:
+        return binary
+    beside = Path(sys.executable).parent / "helm"
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    raise EnvbotError(f"helm is not installed: put helm on PATH, set ENVBOT_HELM, or install it in {beside.parent}")
 
 
 def check_chart_name(name: str, where: str) -> str:

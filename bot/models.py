@@ -33,16 +33,26 @@ def resolve_model(uri: str) -> ModelPin:
     return ModelPin(source=model_source(uri), name=info.name, version=info.version, uri=uri, sha256=sha256)
 
 
-def check_model(pin: ModelPin, deep: bool = False) -> None:
-    """The pinned model still exists with the pinned sha256 (DEEP: download it and hash every byte)."""
-    from app.modelstore import ModelStoreError, fetch_model
+def check_model(pin: ModelPin, deep: bool = False) -> str:
+    """The pinned model still exists with the pinned sha256 and its card (if any) is intact (DEEP: download
+    the model and hash every byte). Returns what was checked, for the report."""
+    from app.modelstore import ModelStoreError, fetch_model, stat_model
+    from app.modelstore.card import read_card
 
-    current = resolve_model(pin.uri)
-    if current.sha256 != pin.sha256:
-        raise EnvbotError(f"model {pin.uri}: the store has sha256 {current.sha256}, the pin says {pin.sha256}")
+    # resolve_model refuses metadata that is not a sha256: "xyz" must not verify against a pin of "xyz".
+    current = resolve_model(pin.uri).sha256
+    if current != pin.sha256:
+        raise EnvbotError(f"model {pin.uri}: the store has sha256 {current}, the pin says {pin.sha256}")
+    try:
+        info = stat_model(pin.uri)
+        card = read_card(pin.uri, pin.sha256, info.card_sha256) if info.card_sha256 else None
+    except ModelStoreError as exc:
+        raise EnvbotError(f"model {pin.uri}: {exc}") from exc
+    checked = "card ok" if card else "no card"
     if deep:
         with tempfile.TemporaryDirectory(prefix="envbot-model-") as tmp:
             try:
                 fetch_model(pin.uri, pin.sha256, Path(tmp))
             except ModelStoreError as exc:
                 raise EnvbotError(f"model {pin.uri}: {exc}") from exc
+    return checked

@@ -35,8 +35,8 @@ def info(message: str) -> None:
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
     if as_json:
-        json.dump(payload, sys.stdout, indent=2, sort_keys=True, default=str)
-        sys.stdout.write("\n")
+        # One write: json.dump writes every token separately (seconds for a large metrics report).
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     elif text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 

@@ -14,10 +14,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from bot.errors import BadInput, EnvbotError
+from bot.modelgates import EvaluationSpec, ModelGatePolicy, parse_evaluation, parse_model_gates
 from bot.yamlfile import load_yaml, read_text
 
 POLICY_FILE = "promotion.yaml"
 LANDINGS = ("push", "pull-request", "auto-merge")
+# How `envbot propose` completes a proposal whose gates are all green (autoMerge: true): a merge commit
+# (Azure Repos noFastForward, GitHub "merge") or one squashed commit (Azure Repos and GitHub "squash").
+MERGE_STRATEGIES = ("noFastForward", "squash")
 DEFAULT_APP = "ai-app"
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -62,6 +66,9 @@ class Environment:
     landing: str = "push"
     soak: timedelta = timedelta(0)
     freeze: tuple[FreezeWindow, ...] = ()
+    model_gates: ModelGatePolicy = field(default_factory=ModelGatePolicy)   # signature and metric rules
+    auto_merge: bool = False         # propose completes the proposal once every gate is green
+    merge_strategy: str = "noFastForward"
 
     def active_freeze(self, now: datetime) -> tuple[FreezeWindow, datetime] | None:
         for window in self.freeze:
@@ -86,6 +93,7 @@ class App:
     chart: ChartSource
     source: str | None = None    # source repository of the app, when image labels do not say
     argocd_application: str = "{app}-{env}"
+    evaluation: EvaluationSpec | None = None   # data set envbot measures old and new models on
 
     def values_path(self, env: str) -> str:
         return self.values.format(env=env, app=self.name)
@@ -123,6 +131,12 @@ class Policy:
         names = [e.name for e in self.environments]
         index = names.index(self.env(name).name)
         return self.environments[index + 1] if index + 1 < len(names) else None
+
+    def upstream(self, name: str) -> Environment | None:
+        """The environment NAME receives its releases from (the one before it), None for the first."""
+        names = [e.name for e in self.environments]
+        index = names.index(self.env(name).name)
+        return self.environments[index - 1] if index > 0 else None
 
     def values_file(self, app: App, env: str) -> Path:
         return self.root / app.values_path(env)
@@ -200,11 +214,22 @@ def load_policy(root: Path) -> Policy:
             except (ValueError, ZoneInfoNotFoundError) as exc:
                 raise fail(window, "duration", f"{w_where}: {exc}") from exc
             windows.append(FreezeWindow(str(window["schedule"]), duration, str(window.get("timezone", "UTC"))))
+        try:
+            model_gates = parse_model_gates(item.get("modelGates"), f"{where}.modelGates")
+        except ValueError as exc:
+            raise fail(item, "modelGates", str(exc)) from exc
+        auto_merge = item.get("autoMerge", False)
+        if not isinstance(auto_merge, bool):
+            raise fail(item, "autoMerge", f"{where}.autoMerge: {auto_merge!r} is not true or false")
+        strategy = str(item.get("mergeStrategy", MERGE_STRATEGIES[0]))
+        if strategy not in MERGE_STRATEGIES:
+            raise fail(item, "mergeStrategy",
+                       f"{where}.mergeStrategy: {strategy!r} is not one of {', '.join(MERGE_STRATEGIES)}")
         name = str(item["name"])
         if any(e.name == name for e in environments):
             raise fail(item, "name", f"{where}.name: duplicate environment {name!r}")
         environments.append(Environment(name, str(item.get("namespace") or f"{DEFAULT_APP}-{name}"), landing,
-                                        soak, tuple(windows)))
+                                        soak, tuple(windows), model_gates, auto_merge, strategy))
 
     prefix = path.parent.relative_to(root).as_posix()
     prefix = "" if prefix == "." else prefix
@@ -228,6 +253,10 @@ def load_policy(root: Path) -> Policy:
         if posixpath.isabs(values) or example == ".." or example.startswith("../"):
             raise fail(spec, "values", f"apps.{name}.values: {values!r} must be a relative path inside "
                                        f"the repository")
+        try:
+            evaluation = parse_evaluation(spec.get("evaluation"), f"apps.{name}.evaluation")
+        except ValueError as exc:
+            raise fail(spec, "evaluation", str(exc)) from exc
         apps[str(name)] = App(
             name=str(name),
             values=values,
@@ -235,5 +264,6 @@ def load_policy(root: Path) -> Policy:
                               version=None if chart.get("version") is None else str(chart.get("version"))),
             source=spec.get("source"),
             argocd_application=str(spec.get("argocdApplication", "{app}-{env}")),
+            evaluation=evaluation,
         )
     return Policy(file=path, prefix=prefix, environments=environments, apps=apps)

@@ -22,6 +22,9 @@ IMAGE_KEYS = ("repository", "tag", "digest")
 MODEL_KEYS = ("source", "name", "version", "uri", "sha256")
 PINNED = {"image": IMAGE_KEYS, "model": MODEL_KEYS}
 _PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./:@+-]+$")
+# Anchors, aliases, merge keys, tags: read_pin_fast leaves these to read_pin_text, which refuses them on
+# pinned fields with their line (and counts an alias bomb before expanding it).
+_FAST_UNSAFE = re.compile(r"[&*!]\w|<<\s*:")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,32 @@ def read_pin_text(text: str, display: str) -> ReleasePin:
         image=ImagePin(**{k: "" if image.get(k) is None else str(image[k]) for k in IMAGE_KEYS}),
         model=ModelPin(**{k: "" if model.get(k) is None else str(model[k]) for k in MODEL_KEYS}),
     )
+
+
+def read_pin_fast(text: str, display: str) -> ReleasePin:
+    """read_pin_text's result through libyaml (about 30x faster), for comparing many files at once.
+
+    Only a plain mapping whose pinned values are all strings takes this path; anything else (a
+    number, a date, a YAML error, an odd shape) goes through read_pin_text, which reads YAML 1.2 and
+    reports errors with their line. Duplicate keys are not detected here: writes re-read strictly.
+    """
+    import yaml
+
+    if _FAST_UNSAFE.search(text):
+        return read_pin_text(text, display)
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return read_pin_text(text, display)
+    sections = [doc.get(name) if isinstance(doc, dict) else None for name in ("image", "model")]
+    if not isinstance(doc, dict) or not all(isinstance(sec, dict | None) for sec in sections):
+        return read_pin_text(text, display)
+    image, model = (sec or {} for sec in sections)
+    values = [image.get(k) for k in IMAGE_KEYS] + [model.get(k) for k in MODEL_KEYS]
+    if not all(v is None or isinstance(v, str) for v in values):
+        return read_pin_text(text, display)
+    return ReleasePin(image=ImagePin(**{k: image.get(k) or "" for k in IMAGE_KEYS}),
+                      model=ModelPin(**{k: model.get(k) or "" for k in MODEL_KEYS}))
 
 
 def read_pin(path: Path, display: str | None = None) -> ReleasePin:

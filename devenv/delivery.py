@@ -7,8 +7,13 @@ azure-pipelines.yml followed by what people do with envbot:
   train + publish model v1 -> CI: fetch model by digest, build, push, envbot update dev
   -> promote dev->staging (PR branch + rendered diff), merge -> promote staging->prod, merge
   -> publish model v2 -> update dev -> promote to staging and prod
-  -> roll prod back with git revert -> status, history
-  -> run the release prod pins, as the chart renders it, and predict.
+  -> roll prod back with git revert
+  -> proposals on: update dev (model only) -> envbot propose opens staging red, soak passes, green,
+     reviewer merges -> propose opens prod and merges it itself once green (autoMerge)
+  -> status, history
+  -> run the release prod pins, as the chart renders it, and predict
+  -> start `envbot dashboard` over the environments remote, print its address, check it answers
+     (stopped with the run unless --serve-dashboard keeps it up).
 
 Run it with `scripts/e2e` (or `python -m devenv.delivery --workdir DIR`).
 """
@@ -27,8 +32,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv import REPO_ROOT, STATE_DIR, baseimage, docker, helm
+from devenv import REPO_ROOT, STATE_DIR, baseimage, docker, helm, propose_stages
 from devenv import azurite as azurite_service
+from devenv import dashboard as dashboard_service
 from devenv import registry as registry_service
 from devenv.image import build_app_image
 from devenv.podrunner import Pod, pod_spec_of
@@ -57,6 +63,8 @@ class DeliveryRun:
     revision: str = field(default_factory=lambda: _git_head())  # the source commit CI builds
     runner: StageRunner = field(default_factory=StageRunner)
     prediction: dict | None = None
+    staging_proposal: dict | None = None   # the proposal envbot propose opened (propose_stages)
+    dashboard: dashboard_service.Dashboard | None = None
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -126,8 +134,8 @@ class DeliveryRun:
 
     def publish_model(self, version: str) -> None:
         out = self.workdir / "models"
-        trained = json.loads(self.python("-m", "app", "train", "--out", out, "--model", MODEL_NAME,
-                                         "--version", version, "--json"))
+        trained = json.loads(self.python("-m", "app", "train", "--out", out, "--model-name", MODEL_NAME,
+                                         "--model-version", version, "--json"))
         published = json.loads(self.python("-m", "app", "publish-model", trained["path"],
                                            "--uri", self.model_uri(version), "--json"))
         self.models[version] = published
@@ -238,6 +246,16 @@ class DeliveryRun:
             raise StageFailed(f"prod serves model {version['model']}, expected {MODEL_NAME} v1 "
                               f"sha256 {expected['sha256']} after the rollback")
 
+    def start_dashboard(self) -> None:
+        """`envbot dashboard` over the environments remote; checks that its pages answer."""
+        self.dashboard = dashboard_service.start(self.remote_url, self.workdir / "dashboard.log",
+                                                 ["--since", "1d"], env=self.env)
+        for page in ("/", "/env/prod", "/metrics"):
+            with urllib.request.urlopen(self.dashboard.url + page, timeout=60) as response:
+                if response.status != 200:
+                    raise StageFailed(f"dashboard {page} answered HTTP {response.status}")
+        print(f"    dashboard: {self.dashboard.url}/  (release matrix, history, diffs, DORA metrics)")
+
     # --- the run ----------------------------------------------------------------------------------
 
     def stages(self) -> list[tuple[str, object]]:
@@ -256,12 +274,14 @@ class DeliveryRun:
             ("Promote model v2 dev -> staging, merge", lambda: self.promote_and_merge("dev", "staging")),
             ("Promote model v2 staging -> prod, merge", lambda: self.promote_and_merge("staging", "prod")),
             ("Roll prod back with git revert, merge", lambda: self.rollback_and_merge("prod")),
+            *propose_stages.stages(self),
             ("envbot status and history", self.show_status_and_history),
             ("Run the release prod pins, as the chart renders it, and predict", self.run_prod_release),
+            ("Start the delivery dashboard (envbot dashboard)", self.start_dashboard),
         ]
 
     def stop(self) -> None:
-        for service in (self.registry, self.azurite, self.dockerd):
+        for service in (self.dashboard, self.registry, self.azurite, self.dockerd):
             if service is not None:
                 service.stop()
 
@@ -308,7 +328,33 @@ def _project_version() -> str:
     return version("ai-app-gitops")
 
 
+def _serve_until_interrupted(url: str) -> None:
+    print(f"\nThe dashboard stays up at {url}/ ; Ctrl-C stops it and the local services.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+
+
 LEAD_TIME_STAGES = ("CI: fetch", "CI: build", "CI: push", "CI: envbot update dev")
+
+
+def _print_summary(run: DeliveryRun, timings: Path | None) -> None:
+    lead = sum(t.seconds for t in run.runner.timings if t.name.startswith(LEAD_TIME_STAGES))
+    print("\nStage timings:\n" + run.runner.timing_table())
+    print(f"\nLead time from a commit to dev pinned (fetch model + build + push + envbot update): {lead:.1f}s")
+    if timings:
+        timings.write_text(json.dumps(
+            {"stages": [t.__dict__ for t in run.runner.timings], "lead_time_seconds": lead}, indent=2))
+    dashboard = run.dashboard.url if run.dashboard else "-"
+    print(f"""
+Done. prod runs {MODEL_NAME} v1 again after the rollback (v2 was reverted with git revert).
+Next steps:
+  - inspect the environments repo: git clone {run.remote_url} && git -C environments log --stat
+  - try envbot yourself: .venv/bin/envbot status --repo {run.remote_url}
+  - the dashboard: {dashboard}/ (stopped with the run; scripts/e2e --serve-dashboard keeps it up)
+  - on AKS: docs/bootstrap-aks.md; CI: docs/pipelines.md""")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,28 +362,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=STATE_DIR / "delivery",
                         help="where the run keeps its registry, blobs, repos and pod volumes (emptied first)")
     parser.add_argument("--timings", type=Path, help="write the stage timings as JSON to this file")
+    parser.add_argument("--serve-dashboard", action="store_true",
+                        help="keep the dashboard (and the registry and Azurite it reads) running until Ctrl-C")
     args = parser.parse_args(argv)
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     run = DeliveryRun(workdir=args.workdir.resolve())
     try:
-        run.runner.run(run.stages())
-    except StageFailed:
-        return 1
+        try:
+            run.runner.run(run.stages())
+        except StageFailed:
+            return 1
+        _print_summary(run, args.timings)
+        if args.serve_dashboard and run.dashboard is not None:
+            _serve_until_interrupted(run.dashboard.url)
     finally:
         run.stop()
-    lead = sum(t.seconds for t in run.runner.timings if t.name.startswith(LEAD_TIME_STAGES))
-    print("\nStage timings:\n" + run.runner.timing_table())
-    print(f"\nLead time from a commit to dev pinned (fetch model + build + push + envbot update): {lead:.1f}s")
-    if args.timings:
-        args.timings.write_text(json.dumps(
-            {"stages": [t.__dict__ for t in run.runner.timings], "lead_time_seconds": lead}, indent=2))
-    print(f"""
-Done. prod runs {MODEL_NAME} v1 again after the rollback (v2 was reverted with git revert).
-Next steps:
-  - inspect the environments repo: git clone {run.remote_url} && git -C environments log --stat
-  - try envbot yourself: .venv/bin/envbot status --repo {run.remote_url}
-  - on AKS: docs/bootstrap-aks.md; CI: docs/pipelines.md""")
     return 0
 
 

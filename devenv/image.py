@@ -171,16 +171,22 @@ def image_layers(ref: str) -> list[str]:
 if __name__ == "__main__":
     import argparse
 
+    from app.cli import add_renamed_option
     from devenv import baseimage
 
-    parser = argparse.ArgumentParser(description="Build the app image offline from a local wheelhouse.")
+    parser = argparse.ArgumentParser(
+        prog="python -m devenv.image",
+        description="Build the app image offline from a local wheelhouse. With --model-file the model is baked "
+                    "in (Dockerfile target app-with-model); without, the pod's init container fetches it (target app).")
     parser.add_argument("--tag", default="ai-app:dev")
     parser.add_argument("--base-image", help="default: the debootstrap Debian base (devenv/baseimage.py)")
-    parser.add_argument("--model", type=Path, help="bake this model file in")
+    add_renamed_option(parser, "--model-file", "--model", dest="model", type=Path, metavar="FILE",
+                       help="bake this model file in (target app-with-model)")
     parser.add_argument("--model-name", default="model")
     parser.add_argument("--model-version", default="1")
     parser.add_argument("--revision", default="unknown")
-    parser.add_argument("--version", default="0.0.0")
+    add_renamed_option(parser, "--app-version", "--version", dest="version", default="0.0.0",
+                       help="the app's version label (default 0.0.0)")
     options = parser.parse_args()
     docker.ensure_engine()
     base = options.base_image or baseimage.ensure_base_image()

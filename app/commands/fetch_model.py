@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.logs import configure_logging
 from app.modelstore import ModelStoreError, fetch_model
+from app.modelstore.digest import normalize_sha256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     except ModelStoreError as exc:
         print(f"ai-app fetch-model: {exc}", file=sys.stderr)
         return 1
-    sha256 = args.sha256.strip().lower().removeprefix("sha256:")
+    sha256 = normalize_sha256(args.sha256, "--sha256")
     if args.json:
         print(json.dumps({"uri": args.uri, "path": str(path), "sha256": sha256, "size": path.stat().st_size}))
     else:

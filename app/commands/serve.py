@@ -1,4 +1,4 @@
-"""`serve`: verify and load the model once, then run gunicorn workers that share it."""
+"""`serve`: verify and load the model once, then run granian workers that share it (forked)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import gc
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to bind (default: $BIND_HOST or 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2)")
-    parser.add_argument("--threads", type=int, help="threads per worker (default: $WEB_THREADS or 2)")
+    parser.add_argument("--threads", type=int, help="app threads per worker (default: $WEB_THREADS or 1)")
 
 
 def _metrics_dir() -> tuple[Path, bool]:
@@ -63,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(settings, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     master_pid = os.getpid()
     try:
-        from app.gunicorn_conf import InferenceServer, gunicorn_options
+        from app import http_server
         from app.model import ModelDigestMismatch, ModelError
         from app.server import create_app
 
+        # Shared memory inherited by the forked workers: the master sets it on SIGTERM.
+        draining = multiprocessing.RawValue("b", 0)
         try:
-            app = create_app(settings.as_flask_config())
+            app = create_app(settings)
+            app.extensions["ai_app"].draining = draining
         except ModelDigestMismatch as exc:
             logger.error(str(exc), extra={"expected_sha256": exc.expected, "actual_sha256": exc.actual})
             return 1
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()
         try:
-            InferenceServer(app, gunicorn_options(settings)).run()
+            http_server.run(app, settings, draining)
         except SystemExit as exc:
             # Forked workers unwind through here too; only the arbiter turns the exit into a code.
             if os.getpid() != master_pid:

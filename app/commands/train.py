@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.cli import add_renamed_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # The model table lives with the training code; importing it here would pull in nothing heavy.
@@ -14,12 +16,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     choices = "; ".join(f"{name}: {description}" for name, (_, description) in MODELS.items())
     parser.add_argument("--out", type=Path, required=True, help="directory; writes <out>/<name>/<version>/model.onnx")
-    parser.add_argument("--model", action="append", choices=list(MODELS), metavar="NAME",
-                        help=f"model to train, repeatable (default: iris-logreg and iris-forest). {choices}")
-    parser.add_argument("--version", default="1", help="version directory to write (default: 1)")
+    add_renamed_option(parser, "--model-name", "--model", dest="model", action="append", choices=list(MODELS),
+                       metavar="NAME",
+                       help=f"model to train, repeatable (default: iris-logreg and iris-forest). {choices}")
+    add_renamed_option(parser, "--model-version", "--version", dest="version", default="1",
+                       help="version directory to write (default: 1)")
     parser.add_argument("--size-mb", type=int, help=f"size of iris-big in MiB (default: {DEFAULT_BIG_SIZE_MB})")
     parser.add_argument("--joblib", action="store_true",
                         help="also save the scikit-learn estimator as model.joblib (benchmark peers only)")
+    parser.add_argument("--input-name", default="input",
+                        help="name of the model's input tensor (default: input; changing it breaks clients)")
+    parser.add_argument("--label-noise", type=float, default=0.0, metavar="SHARE",
+                        help="replace this share (0..1) of the training labels with random classes: a worse "
+                             "model, for demonstrating the release gates (default: 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model")
 
 
@@ -32,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name in args.model or ["iris-logreg", "iris-forest"]:
         try:
-            model = train_model(name, args.out, args.version, size_mb=args.size_mb, save_joblib=args.joblib)
+            model = train_model(name, args.out, args.version, size_mb=args.size_mb, save_joblib=args.joblib,
+                                input_name=args.input_name, label_noise=args.label_noise)
         except ValueError as exc:
             print(f"ai-app train: {exc}", file=sys.stderr)
             return 2

@@ -4,10 +4,10 @@ Used by the app's fetch-model/publish-model verbs (init containers, CI) and by t
 """
 
 from app.modelstore.errors import DigestMismatch, ModelExists, ModelNotFound, ModelStoreError
-from app.modelstore.fetch import fetch_model
+from app.modelstore.fetch import fetch_model, fetch_object
 from app.modelstore.info import ModelInfo, stat_model
 from app.modelstore.publish import publish_model
-from app.modelstore.uri import MODEL_FILE, ModelUri, model_uri, parse_uri
+from app.modelstore.uri import MODEL_FILE, ModelUri, model_uri, parse_object_uri, parse_uri
 from app.modelstore.versions import list_versions, version_key
 
 __all__ = [
@@ -19,8 +19,10 @@ __all__ = [
     "ModelStoreError",
     "ModelUri",
     "fetch_model",
+    "fetch_object",
     "list_versions",
     "model_uri",
+    "parse_object_uri",
     "parse_uri",
     "publish_model",
     "stat_model",

@@ -118,9 +118,11 @@ class AzureBlobBackend:
     def stat(self) -> StoredObject:
         with _translated(self.location, "get properties"):
             properties = self._client.get_blob_properties()
-        return StoredObject(size=properties.size, sha256=(properties.metadata or {}).get("sha256"))
+        metadata = properties.metadata or {}
+        return StoredObject(size=properties.size, sha256=metadata.get("sha256"),
+                            card_sha256=metadata.get("card_sha256"))
 
-    def upload(self, path: Path, sha256: str) -> None:
+    def upload(self, path: Path, sha256: str, metadata: dict[str, str] | None = None) -> None:
         with _translated(self.location, "upload"), path.open("rb") as data:
             # overwrite=False sends If-None-Match: * (also on the final block-list commit), so two
             # publishers racing for one version cannot both win.
@@ -128,7 +130,7 @@ class AzureBlobBackend:
                 data,
                 length=path.stat().st_size,
                 overwrite=False,
-                metadata={"sha256": sha256},
+                metadata={**(metadata or {}), "sha256": sha256},
                 content_settings=ContentSettings(content_type="application/octet-stream"),
                 max_concurrency=UPLOAD_CONCURRENCY,
             )

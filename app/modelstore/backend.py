@@ -1,4 +1,4 @@
-"""What the model store needs from a storage service, and which service a URI names."""
+"""What the model store needs from a storage service: the interface every backend implements."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-
-from app.modelstore.uri import ModelUri
 
 # Connection and read timeouts (seconds): generous for a slow link, short enough that a dead
 # connection is retried rather than hanging an init container forever.
@@ -19,6 +17,7 @@ READ_TIMEOUT = 60
 class StoredObject:
     size: int
     sha256: str | None  # the digest recorded in the object's metadata at publish time, if any
+    card_sha256: str | None = None  # the model card's digest, recorded on the model at publish time
 
 
 class Backend(Protocol):
@@ -26,22 +25,11 @@ class Backend(Protocol):
 
     def stat(self) -> StoredObject: ...
 
-    def upload(self, path: Path, sha256: str) -> None:
-        """Create the object with `sha256` in its metadata; ModelExists if it already exists (atomically)."""
+    def upload(self, path: Path, sha256: str, metadata: dict[str, str] | None = None) -> None:
+        """Create the object with `sha256` (and METADATA) in its metadata; ModelExists if it exists (atomically)."""
 
     def read(self, offset: int) -> Iterator[bytes]:
         """The object's bytes from `offset` to the end, in chunks, streamed."""
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Names of the objects in the model's container or bucket that start with `prefix`."""
-
-
-def open_backend(location: ModelUri, *, client_retries: bool) -> Backend:
-    """The backend for `location`. `client_retries=False` leaves retrying to the caller (fetch resumes itself)."""
-    if location.store == "s3":
-        from app.modelstore.s3 import S3Backend
-
-        return S3Backend(location, client_retries=client_retries)
-    from app.modelstore.azure_blob import AzureBlobBackend
-
-    return AzureBlobBackend(location, client_retries=client_retries)

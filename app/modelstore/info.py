@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
-from app.modelstore.backend import open_backend
+from app.modelcard import ModelCard
 from app.modelstore.errors import ModelStoreError
+from app.modelstore.factory import open_backend
 from app.modelstore.retry import Backoff
 from app.modelstore.uri import parse_uri
 
@@ -17,9 +18,15 @@ class ModelInfo:
     version: str
     sha256: str
     size: int
+    card_sha256: str | None = None   # None: published before model cards (still servable, "no card")
+    card: ModelCard | None = field(default=None, compare=False)   # set by publish_model
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        body: dict[str, object] = {"uri": self.uri, "name": self.name, "version": self.version,
+                                   "sha256": self.sha256, "size": self.size, "card_sha256": self.card_sha256}
+        if self.card is not None:
+            body["card"] = self.card.as_dict()
+        return body
 
 
 def stat_model(uri: str) -> ModelInfo:
@@ -29,4 +36,5 @@ def stat_model(uri: str) -> ModelInfo:
     stored = Backoff(f"{uri}: get properties").call(backend.stat)
     if not stored.sha256:
         raise ModelStoreError(f"{uri}: the object has no sha256 in its metadata (not published with publish-model)")
-    return ModelInfo(uri=uri, name=location.name, version=location.version, sha256=stored.sha256, size=stored.size)
+    return ModelInfo(uri=uri, name=location.name, version=location.version, sha256=stored.sha256, size=stored.size,
+                     card_sha256=stored.card_sha256)

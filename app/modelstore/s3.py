@@ -76,9 +76,11 @@ class S3Backend:
     def stat(self) -> StoredObject:
         with _translated(self.location, "head object"):
             head = self._client.head_object(Bucket=self.location.container, Key=self.location.key)
-        return StoredObject(size=head["ContentLength"], sha256=(head.get("Metadata") or {}).get("sha256"))
+        metadata = head.get("Metadata") or {}
+        return StoredObject(size=head["ContentLength"], sha256=metadata.get("sha256"),
+                            card_sha256=metadata.get("card_sha256"))
 
-    def upload(self, path: Path, sha256: str) -> None:
+    def upload(self, path: Path, sha256: str, metadata: dict[str, str] | None = None) -> None:
         # One PUT with If-None-Match: * is atomic: S3 refuses it when the key exists (up to 5 GiB per PUT).
         with _translated(self.location, "put object"), path.open("rb") as body:
             self._client.put_object(
@@ -87,7 +89,7 @@ class S3Backend:
                 Body=body,
                 ContentLength=path.stat().st_size,
                 ContentType="application/octet-stream",
-                Metadata={"sha256": sha256},
+                Metadata={**(metadata or {}), "sha256": sha256},
                 IfNoneMatch="*",
             )
 

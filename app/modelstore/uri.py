@@ -8,7 +8,7 @@ S3: s3://<bucket>/<name>/<version>/model.onnx
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from app.credential_scope import AZURE_BLOB_HOST
@@ -29,10 +29,15 @@ class ModelUri:
     container: str  # the Blob container or the S3 bucket
     name: str
     version: str
+    file: str = MODEL_FILE  # the object in the version's folder: the model, or a file beside it (its card)
 
     @property
     def key(self) -> str:
-        return f"{self.name}/{self.version}/{MODEL_FILE}"
+        return f"{self.name}/{self.version}/{self.file}"
+
+    def beside(self, file: str) -> ModelUri:
+        """The object FILE in the same version folder (e.g. the model card next to model.onnx)."""
+        return replace(self, file=file, uri=f"{self.uri.rsplit('/', 1)[0]}/{file}")
 
 
 def segment_error(what: str, value: str) -> str | None:
@@ -48,16 +53,23 @@ def _check_segment(uri: str, what: str, value: str) -> None:
         raise ModelStoreError(f"{uri}: {error}")
 
 
-def _split_model_path(uri: str, parts: list[str]) -> tuple[str, str]:
-    if len(parts) != 3 or parts[2] != MODEL_FILE:
-        raise ModelStoreError(f"{uri}: expected the path to end with <name>/<version>/{MODEL_FILE}")
+def _split_model_path(uri: str, parts: list[str], file: str | None) -> tuple[str, str, str]:
+    """(name, version, file) of <name>/<version>/<file>; FILE None accepts any plain file name."""
+    if len(parts) != 3 or (file is not None and parts[2] != file):
+        raise ModelStoreError(f"{uri}: expected the path to end with <name>/<version>/{file or '<file>'}")
     name, version = parts[0], parts[1]
     _check_segment(uri, "name", name)
     _check_segment(uri, "version", version)
-    return name, version
+    _check_segment(uri, "file name", parts[2])
+    return name, version, parts[2]
 
 
-def parse_uri(uri: str) -> ModelUri:
+def parse_object_uri(uri: str) -> ModelUri:
+    """Like parse_uri, for any file of a version folder: <store>/<name>/<version>/<file> (data sets, cards)."""
+    return parse_uri(uri, file=None)
+
+
+def parse_uri(uri: str, file: str | None = MODEL_FILE) -> ModelUri:
     """Parse and validate a model URI; ModelStoreError says what is wrong with it."""
     parsed = urlsplit(uri)
     if parsed.query or parsed.fragment:
@@ -66,8 +78,8 @@ def parse_uri(uri: str) -> ModelUri:
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ModelStoreError(f"{uri}: missing bucket (s3://<bucket>/<name>/<version>/{MODEL_FILE})")
-        name, version = _split_model_path(uri, parts)
-        return ModelUri(uri, "s3", "", parsed.netloc, name, version)
+        name, version, file_name = _split_model_path(uri, parts, file)
+        return ModelUri(uri, "s3", "", parsed.netloc, name, version, file_name)
     if parsed.scheme in ("https", "http"):
         host = (parsed.hostname or "").lower()
         if not host:
@@ -85,8 +97,8 @@ def parse_uri(uri: str) -> ModelUri:
         if not parts:
             raise ModelStoreError(f"{uri}: missing container")
         container = parts.pop(0)
-        name, version = _split_model_path(uri, parts)
-        return ModelUri(uri, "azure", account_url, container, name, version)
+        name, version, file_name = _split_model_path(uri, parts, file)
+        return ModelUri(uri, "azure", account_url, container, name, version, file_name)
     raise ModelStoreError(f"{uri}: unsupported scheme {parsed.scheme!r}: use https:// (Azure Blob) or s3://")
 
 

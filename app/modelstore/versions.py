@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.modelstore.backend import open_backend
+from app.modelstore.factory import open_backend
 from app.modelstore.uri import MODEL_FILE, parse_uri, segment_error
 
 

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from bot.errors import EnvbotError
 from bot.git import Identity, Workspace, open_workspace
 from bot.output import emit
 from bot.policy import App, Policy, load_policy
 from bot.steps import Outcome, Promotion
 
-VERBS = ("update", "promote", "rollback", "diff", "status", "history", "verify")
+VERBS = ("update", "promote", "propose", "rollback", "diff", "status", "history", "verify", "metrics",
+         "dashboard")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, writes: bool = False) -> None:
@@ -29,20 +29,6 @@ def add_common_arguments(parser: argparse.ArgumentParser, writes: bool = False) 
     parser.add_argument("--dry-run", action="store_true", help="print the exact patch of every file; change nothing")
     parser.add_argument("--git-name", help="commit author name (default: $ENVBOT_GIT_NAME or envbot)")
     parser.add_argument("--git-email", help="commit author email (default: $ENVBOT_GIT_EMAIL)")
-
-
-def add_override_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--override-reason", metavar="TEXT", help=what)
-
-
-def override_reason(args: argparse.Namespace) -> str | None:
-    """--override-reason, on one line; refused when empty (an override must say why)."""
-    reason = getattr(args, "override_reason", None)
-    if reason is None:
-        return None
-    if not reason.strip():
-        raise EnvbotError("--override-reason needs a text saying why the checks are bypassed")
-    return " ".join(reason.split())
 
 
 @dataclass

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 
 from bot.commands import session
+from bot.modelgates import model_report, model_section
 from bot.output import EnvbotError, emit
+from bot.policy import App, Environment, Policy
 from bot.render import diff_resources, format_diffs, render
+from bot.values import read_pin_text
 
 JSON_SCHEMA = "diff"   # bot/schemas/diff.json: the shape of `--json` output
 
@@ -20,19 +23,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("b", metavar="B", help="ENV or ENV@REV (the new side)")
 
 
+def side_values(repo, policy: Policy, app: App, side: str) -> tuple[Environment, str, str]:
+    """(environment, values text, display name) of SIDE (ENV or ENV@REV) in REPO (a Workspace or a Mirror)."""
+    name, _, rev = side.partition("@")
+    env = policy.env(name)
+    if rev.startswith("-"):
+        raise EnvbotError(f"{side}: {rev!r} is not a revision")
+    sha = repo.resolve(rev or "HEAD")
+    path = policy.repo_path(app, env.name)
+    text = repo.show(sha, path)
+    if text is None:
+        raise EnvbotError(f"{path} does not exist at {rev or 'HEAD'}")
+    return env, text, f"{path}@{sha[:12]}"
+
+
+def render_side(repo, policy: Policy, app: App, side: str) -> dict[str, str]:
+    """The chart rendered with the values of SIDE (what `envbot diff` and the dashboard's diff page show)."""
+    env, text, display = side_values(repo, policy, app, side)
+    # Each side renders in its own namespace: comparing environments shows their real differences.
+    return render(policy, app, env.namespace, text, display)
+
+
 def run(args: argparse.Namespace) -> int:
     with session(args) as s:
-        rendered = {}
+        rendered, pins = {}, {}
         for side in (args.a, args.b):
-            name, _, rev = side.partition("@")
-            env = s.policy.env(name)
-            sha = s.workspace.resolve(rev or "HEAD")
-            path = s.policy.repo_path(s.app, env.name)
-            text = s.workspace.show(sha, path)
-            if text is None:
-                raise EnvbotError(f"{path} does not exist at {rev or 'HEAD'}")
-            # Each side renders in its own namespace: comparing environments shows their real differences.
-            rendered[side] = render(s.policy, s.app, env.namespace, text, f"{path}@{sha[:12]}")
+            env, text, display = side_values(s.workspace, s.policy, s.app, side)
+            pins[side] = read_pin_text(text, display)
+            rendered[side] = render(s.policy, s.app, env.namespace, text, display)
         diffs = diff_resources(rendered[args.a], rendered[args.b], args.a, args.b)
-        emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs]}, format_diffs(diffs))
+        # The model section judges B's model by B's environment's gates, as a promotion into B would.
+        b_env = s.policy.env(args.b.partition("@")[0])
+        models = model_report(b_env.model_gates, s.app.evaluation, pins[args.a].model, pins[args.b].model)
+        section = model_section(models)
+        emit(args.json, {"a": args.a, "b": args.b, "resources": [vars(d) for d in diffs], "model": models.as_dict()},
+             (section + "\n" if section else "") + format_diffs(diffs))
     return 0

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from bot.commands import add_override_argument, override_reason, report, session
+from bot import gates as gate
+from bot.commands import report, session
 from bot.errors import Conflict, EnvbotError
 from bot.registry import RegistryClient
 from bot.releases import commits_to_revert
@@ -27,19 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment to roll back")
     parser.add_argument("--to", metavar="REV", help="revert every envbot update/promotion of ENV after REV "
                                                     "(any commit `envbot history ENV` lists)")
-    add_override_argument(parser, "land even when the image or model the rollback returns to is gone from "
-                                  "the registry or store; TEXT is recorded in the commit")
+    gate.add_override_arguments(parser, "the check that the image and model the rollback returns to still "
+                                        "exist in the registry and store")
 
 
-def reverts_trailers(shas: list[str], override: str | None) -> tuple[tuple[str, str], ...]:
+def reverts_trailers(shas: list[str], override: str | None, actor: str) -> tuple[tuple[str, str], ...]:
     trailers = [("Envbot-Reverts", sha) for sha in shas]
     if override is not None:
-        trailers.append(("Envbot-Override", override))
+        trailers += gate.override_trailers(override, actor, [gate.ARTIFACTS])
     return tuple(trailers)
 
 
 def run(args: argparse.Namespace) -> int:
-    override = override_reason(args)
+    override = gate.override_reason(args)
+    actor = gate.resolve_actor(args.actor) if override is not None else ""
     registry = RegistryClient()
     with session(args) as s:
         env = s.policy.env(args.env)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         listed = ", ".join(sha[:12] for sha in shas)
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="rollback", identity=s.identity,
-            dry_run=args.dry_run, revert_commits=tuple(shas), trailers=reverts_trailers(shas, override),
+            dry_run=args.dry_run, revert_commits=tuple(shas), trailers=reverts_trailers(shas, override, actor),
             release_check=release_check(registry), override_reason=override,
             subject=f"envbot: roll back {s.app.name} in {env.name} (revert {listed})",
             render=env.landing != "push" or args.dry_run,
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             chosen = commits_to_revert(p.workspace, path, s.app.name, env.name, s.identity, args.to)
             if not chosen:
                 raise Conflict(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
-            return replace(p, revert_commits=tuple(chosen), trailers=reverts_trailers(chosen, override))
+            return replace(p, revert_commits=tuple(chosen), trailers=reverts_trailers(chosen, override, actor))
 
         steps = [revert.run, render_diff.run, describe.run, recheck.run, commit.run, land.run]
         promotion, outcome = run_steps(promotion, steps,

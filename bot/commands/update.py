@@ -1,12 +1,19 @@
-"""envbot update ENV --image REF [--model URI]: pin an image digest (and a model) in one environment."""
+"""envbot update ENV [--image REF] [--model URI]: pin an image digest and/or a model in one environment.
+
+An environment with an upstream (it follows another in promotion.yaml), a soak time or freeze
+windows receives releases through `envbot promote`/`envbot propose`; writing into it directly is
+refused unless --override-reason TEXT says why (recorded with each bypassed gate and the actor).
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from bot import gates as gate
 from bot.commands import report, session
-from bot.errors import Conflict, EnvbotError
+from bot.errors import Conflict, EnvbotError, GateRefused
 from bot.models import resolve_model
+from bot.output import info
 from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_ref
 from bot.steps import Promotion, pin_release, run_steps
 from bot.values import ImagePin, ReleasePin, read_pin_text
@@ -14,23 +21,31 @@ from bot.values import ImagePin, ReleasePin, read_pin_text
 JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
 WRITES = True   # commits: --dry-run and the commit identity options
 
+OVERRIDE_BYPASSES = ("the gates of ENV that a direct write skips: its order (ENV has an upstream and normally "
+                     "receives releases only by promotion), its soak time and its freeze windows")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment to pin (from promotion.yaml)")
-    parser.add_argument("--image", required=True, help="registry/repo:tag, registry/repo@sha256:... or both")
+    parser.add_argument("--image", help="registry/repo:tag, registry/repo@sha256:... or both "
+                                        "(default: keep the pinned image; then --model is required)")
     parser.add_argument("--model", help="model URI (blob https://..., s3://...) published with its sha256")
     parser.add_argument("--source-repo", help="source repository (path or URL) for the changelog")
+    gate.add_override_arguments(parser, OVERRIDE_BYPASSES)
 
 
 def run(args: argparse.Namespace) -> int:
-    ref = parse_image_ref(args.image)
+    if args.image is None and args.model is None:
+        raise EnvbotError("update needs --image REF, --model URI or both")
+    reason = gate.override_reason(args)
+    ref = parse_image_ref(args.image) if args.image is not None else None
     registry = RegistryClient()
-    image = registry.resolve(ref)
+    image = registry.resolve(ref) if ref is not None else None
     model = resolve_model(args.model) if args.model else None
 
-    def tag_unchanged() -> None:
+    def inputs_unchanged() -> None:
         # The tag may be re-pushed between resolving it and committing: re-resolve and compare.
-        if ref.tag:
+        if ref is not None and image is not None and ref.tag:
             now = registry.digest(ImageRef(ref.registry, ref.repository, ref.tag))
             if now != image.digest:
                 raise Conflict(f"tag {ref.name}:{ref.tag} moved from {image.digest} to {now} while envbot "
@@ -40,18 +55,39 @@ def run(args: argparse.Namespace) -> int:
 
     with session(args) as s:
         env = s.policy.env(args.env)
+        bypassed = gate.write_gates(s.policy, env)
+        trailers: list[tuple[str, str]] = []
+        if bypassed and reason is None:
+            raise GateRefused(f"{env.name} is gated ({', '.join(bypassed)}): releases reach it through "
+                              f"`envbot promote`/`envbot propose`; --override-reason TEXT writes it directly",
+                              gates=[f"{name}: a direct write to {env.name} skips it" for name in bypassed],
+                              retry_after=None)
+        if bypassed and reason is not None:
+            info(f"override: writing {env.name} directly bypasses its gates: {', '.join(bypassed)}")
+            trailers = gate.override_trailers(reason, gate.resolve_actor(args.actor), bypassed)
         path = s.policy.repo_path(s.app, env.name)
         current_text = s.workspace.show("HEAD", path)
         if current_text is None:
             raise EnvbotError(f"{path}: no values file for app {s.app.name} in {env.name}")
         current = read_pin_text(current_text, path)
-        tag = ref.tag or image.labels.get(REVISION_LABEL, "")[:12] or current.image.tag
-        pin = ReleasePin(ImagePin(ref.name, tag, image.digest), model or current.model)
+        if ref is not None and image is not None:
+            tag = ref.tag or image.labels.get(REVISION_LABEL, "")[:12] or current.image.tag
+            image_pin = ImagePin(ref.name, tag, image.digest)
+        else:
+            if not current.image.digest:
+                raise EnvbotError(f"{path}: {env.name} pins no image digest yet; pass --image")
+            image_pin = current.image
+        pin = ReleasePin(image_pin, model or current.model)
+        what = image_pin.tag or image_pin.digest[:19]
+        if ref is None and model is not None:
+            what = f"model {model.name} {model.version}"
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="update",
-            identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=(tag_unchanged,),
-            subject=f"envbot: update {s.app.name} in {env.name} to {tag or image.digest[:19]}",
+            identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=(inputs_unchanged,),
+            trailers=tuple(trailers), subject=f"envbot: update {s.app.name} in {env.name} to {what}",
             render=env.landing != "push" or args.dry_run,
         )
         promotion, outcome = run_steps(promotion, pin_release.steps(registry, args.source_repo))
-        return report(args, promotion, outcome, {"requested": {"image": str(ref), "digest": image.digest}})
+        return report(args, promotion, outcome, {
+            "requested": {"image": str(ref) if ref else image_pin.ref, "digest": image_pin.digest},
+            "bypassed": bypassed if reason is not None else [], "override": reason})

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         for env in envs:
             path = s.policy.repo_path(s.app, env.name)
             text = s.workspace.show("HEAD", path)
-            checks: list[tuple[str, str]] = []
+            checks: list[tuple[str, str, str]] = []   # (check, problem, what was checked besides existence)
             try:
                 if text is None:
                     raise EnvbotError(f"{path}: no values file")
@@ -37,23 +37,22 @@ def run(args: argparse.Namespace) -> int:
                 results.append({"env": env.name, "check": "values", "ok": False, "detail": str(exc)})
                 continue
             if not pin.image.digest:
-                checks.append(("image", f"{path}: image.digest is empty"))
+                checks.append(("image", f"{path}: image.digest is empty", ""))
             else:
                 try:
                     check_image(registry, pin)
-                    checks.append(("image", ""))
+                    checks.append(("image", "", ""))
                 except EnvbotError as exc:
-                    checks.append(("image", str(exc)))
+                    checks.append(("image", str(exc), ""))
             if pin.model.uri:
                 try:
-                    check_model(pin.model, deep=args.deep)
-                    checks.append(("model", ""))
+                    checks.append(("model", "", check_model(pin.model, deep=args.deep)))
                 except EnvbotError as exc:
-                    checks.append(("model", str(exc)))
-            for check, problem in checks:
+                    checks.append(("model", str(exc), ""))
+            for check, problem, extra in checks:
                 subject = pin.image.ref if check == "image" else pin.model.uri
                 results.append({"env": env.name, "check": check, "ok": not problem,
-                                "detail": problem or f"{subject} ok"})
+                                "detail": problem or f"{subject} ok" + (f" ({extra})" if extra else "")})
         failed = [r for r in results if not r["ok"]]
         text = table(["ENV", "CHECK", "RESULT", "DETAIL"],
                      [[r["env"], r["check"], "ok" if r["ok"] else "FAIL", r["detail"]] for r in results])

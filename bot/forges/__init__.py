@@ -16,9 +16,23 @@ __all__ = [
     "ForgeError",
     "GitHubRepo",
     "PullRequest",
+    "forge_client",
     "open_or_update_pull_request",
     "parse_remote",
 ]
+
+
+def forge_client(remote_url: str) -> GitHubPullRequests | AzureReposPullRequests | None:
+    """The pull-request client of the forge hosting REMOTE_URL; None for a plain git remote.
+
+    Both clients offer find_open, open_or_update, publish_statuses, complete, close and pull_url.
+    """
+    repo = parse_remote(remote_url)
+    if isinstance(repo, GitHubRepo):
+        return GitHubPullRequests.from_env(repo)
+    if isinstance(repo, AzureReposRepo):
+        return AzureReposPullRequests.from_env(repo)
+    return None
 
 
 def open_or_update_pull_request(remote_url: str, source_branch: str, target_branch: str, title: str,
@@ -29,11 +43,7 @@ def open_or_update_pull_request(remote_url: str, source_branch: str, target_bran
     pull request instead of opening another. Returns None for remotes that are neither GitHub
     nor Azure Repos. Raises ForgeError (missing token, HTTP error with the API's message).
     """
-    repo = parse_remote(remote_url)
-    if isinstance(repo, GitHubRepo):
-        client: GitHubPullRequests | AzureReposPullRequests = GitHubPullRequests.from_env(repo)
-    elif isinstance(repo, AzureReposRepo):
-        client = AzureReposPullRequests.from_env(repo)
-    else:
+    client = forge_client(remote_url)
+    if client is None:
         return None
     return client.open_or_update(source_branch, target_branch, title, description, auto_merge)

@@ -18,6 +18,12 @@ COMMENT_LIMIT = 150_000
 FULL_TEXT_HEADING = "Full description (Azure Repos limits pull request descriptions to 4000 characters):\n\n"
 # Thread status "closed": the comment is a record, not a discussion reviewers must resolve.
 THREAD_CLOSED = 4
+# envbot's gate states (GitHub's commit-status words) -> Azure Repos GitStatusState.
+STATUS_STATES = {"success": "succeeded", "pending": "pending", "failure": "failed", "error": "error"}
+
+
+def key_state(latest: tuple[int, str, str] | None) -> tuple[str, str] | None:
+    return None if latest is None else (latest[1], latest[2])
 
 
 def _collection_org(collection_uri: str) -> str:
@@ -108,6 +114,49 @@ class AzureReposPullRequests(PullRequestClient):
 
     def update(self, pull: dict[str, Any], title: str, body: str) -> dict[str, Any]:
         return self._call("PATCH", f"/pullrequests/{pull['pullRequestId']}", json={"title": title, "description": body})
+
+    def pull_url(self, pull: dict[str, Any]) -> str:
+        return self._web_url(pull)
+
+    def publish_statuses(self, pull: dict[str, Any], sha: str, statuses: list[tuple[str, str, str]]) -> int:
+        """Pull request statuses (context "genre/name", state, description); only changed ones are posted.
+
+        POST .../pullRequests/{id}/statuses with {state, description, context: {name, genre}}; a new
+        status with the same genre and name replaces the old one, which branch policies can require.
+        SHA is not sent: a pull request status belongs to the pull request, not to a commit.
+        """
+        pull_id = pull["pullRequestId"]
+        latest: dict[str, tuple[int, str, str]] = {}
+        for status in (self._call("GET", f"/pullRequests/{pull_id}/statuses") or {}).get("value") or []:
+            context = status.get("context") or {}
+            key = f"{context.get('genre') or ''}/{context.get('name') or ''}"
+            number = int(status.get("id") or 0)
+            if key not in latest or number > latest[key][0]:
+                latest[key] = (number, str(status.get("state")), str(status.get("description") or ""))
+        posted = 0
+        for context, state, description in statuses:
+            azure_state = STATUS_STATES[state]
+            genre, _, name = context.rpartition("/")
+            if key_state(latest.get(context)) == (azure_state, description):
+                continue
+            self._call("POST", f"/pullRequests/{pull_id}/statuses", json={
+                "state": azure_state, "description": description,
+                "context": {"name": name, "genre": genre},
+            })
+            posted += 1
+        return posted
+
+    def complete(self, pull: dict[str, Any], sha: str, strategy: str, message: str) -> None:
+        """Complete the pull request now: status completed, merging SHA (its source commit) as STRATEGY."""
+        self._call("PATCH", f"/pullrequests/{pull['pullRequestId']}", json={
+            "status": "completed",
+            "lastMergeSourceCommit": {"commitId": sha},
+            "completionOptions": {"mergeStrategy": strategy, "deleteSourceBranch": True,
+                                  "mergeCommitMessage": message},
+        })
+
+    def close(self, pull: dict[str, Any]) -> None:
+        self._call("PATCH", f"/pullrequests/{pull['pullRequestId']}", json={"status": "abandoned"})
 
     def finish(self, pull: dict[str, Any], description: str, truncated: bool, auto_merge: bool) -> None:
         if truncated:

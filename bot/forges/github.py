@@ -12,6 +12,8 @@ from bot.forges.remote import GitHubRepo
 # GitHub rejects bodies above 65536 characters.
 DESCRIPTION_LIMIT = 65536
 DEFAULT_API_URL = "https://api.github.com"
+# Commit status descriptions are short; GitHub refuses long ones.
+STATUS_DESCRIPTION_LIMIT = 140
 
 _ENABLE_AUTO_MERGE = """
 mutation EnableAutoMerge($pullRequestId: ID!) {
@@ -83,6 +85,48 @@ class GitHubPullRequests(PullRequestClient):
 
     def result(self, pull: dict[str, Any], created: bool) -> PullRequest:
         return PullRequest(url=pull["html_url"], number=int(pull["number"]), created=created)
+
+    @property
+    def _repo_url(self) -> str:
+        return f"{self.api_url}/repos/{quote(self.repo.owner)}/{quote(self.repo.name)}"
+
+    def pull_url(self, pull: dict[str, Any]) -> str:
+        return str(pull["html_url"])
+
+    def publish_statuses(self, pull: dict[str, Any], sha: str, statuses: list[tuple[str, str, str]]) -> int:
+        """Commit statuses (context, state, description) on SHA, the pull request's head; only changed ones.
+
+        POST /repos/{owner}/{repo}/statuses/{sha} (state: error, failure, pending or success); the
+        latest status per context wins, so an unchanged gate is not posted again.
+        """
+        current: dict[str, tuple[str, str]] = {}
+        # Newest first: the first status seen for a context is its current one.
+        for status in self.api.call("GET", f"{self._repo_url}/commits/{sha}/statuses",
+                                    params={"per_page": "100"}) or []:
+            current.setdefault(str(status.get("context")), (str(status.get("state")),
+                                                            str(status.get("description") or "")))
+        posted = 0
+        for context, state, description in statuses:
+            text = description if len(description) <= STATUS_DESCRIPTION_LIMIT else (
+                description[:STATUS_DESCRIPTION_LIMIT - 1] + "…")
+            if current.get(context) == (state, text):
+                continue
+            self.api.call("POST", f"{self._repo_url}/statuses/{sha}", json={
+                "state": state, "description": text, "context": context,
+            }, expected=(201,))
+            posted += 1
+        return posted
+
+    def complete(self, pull: dict[str, Any], sha: str, strategy: str, message: str) -> None:
+        """Merge the pull request (PUT .../pulls/{n}/merge), only if its head is still SHA."""
+        method = "squash" if strategy == "squash" else "merge"
+        title, _, body = message.partition("\n")
+        self.api.call("PUT", f"{self._pulls_url}/{pull['number']}/merge", json={
+            "merge_method": method, "sha": sha, "commit_title": title, "commit_message": body.strip("\n"),
+        })
+
+    def close(self, pull: dict[str, Any]) -> None:
+        self.api.call("PATCH", f"{self._pulls_url}/{pull['number']}", json={"state": "closed"})
 
     def enable_auto_merge(self, pull: dict[str, Any]) -> None:
         """Merge when the branch protection's checks pass (repository setting "Allow auto-merge").

@@ -57,6 +57,7 @@ class Promotion:
     override_reason: str | None = None               # --override-reason: gates and release_check bypassed
     render: bool = True                              # render the manifest diff for the description
     reads: tuple[str, ...] = ()                      # repo paths besides the values file the inputs came from
+    model_section: str = ""                          # markdown "Model" section (bot.modelgates)
 
     @property
     def values_path(self) -> str:

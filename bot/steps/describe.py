@@ -50,6 +50,8 @@ def run(promotion: Promotion, outcome: Outcome) -> None:
         parts += ["| Field | Old | New |", "| --- | --- | --- |"]
         parts += [f"| `{key}` | `{before or '-'}` | `{after or '-'}` |" for key, before, after in rows]
         parts.append("")
+    if promotion.model_section:
+        parts += [promotion.model_section]
     if outcome.changelog:
         parts += ["### Source changes", "", outcome.changelog]
     head = "\n".join(parts)

@@ -23,7 +23,7 @@ def _open_pull_request(promotion: Promotion, outcome: Outcome, auto_merge: bool)
         raise EnvbotError(f"pull request for {promotion.pr_branch}: {exc}") from exc
 
 
-def _branch_remote(ws: Workspace) -> str:
+def branch_remote(ws: Workspace) -> str:
     """Where the pull-request branch goes: the forge of a local checkout's origin, else the target."""
     from bot.forges import parse_remote
 
@@ -44,7 +44,7 @@ def run(promotion: Promotion, outcome: Outcome) -> None:
         outcome.landed = "pushed"
         return
     # The branch name is deterministic: re-running the same promotion force-updates the same pull request.
-    ws.push(f"refs/heads/{promotion.pr_branch}", force=True, remote=_branch_remote(ws))
+    ws.push(f"refs/heads/{promotion.pr_branch}", force=True, remote=branch_remote(ws))
     outcome.branch = promotion.pr_branch
     pull_request = _open_pull_request(promotion, outcome, auto_merge=landing == "auto-merge")
     if pull_request is not None:

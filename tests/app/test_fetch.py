@@ -38,7 +38,7 @@ def large_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_fetch_writes_only_model_onnx(model_store: ModelStore, trained_models: dict[str, TrainedModel],
+def test_fetch_writes_only_the_model_and_its_card(model_store: ModelStore, trained_models: dict[str, TrainedModel],
                                       tmp_path: Path) -> None:
     model = trained_models["iris-forest"]
     uri = model_store.unique_uri("iris-forest")
@@ -47,8 +47,9 @@ def test_fetch_writes_only_model_onnx(model_store: ModelStore, trained_models: d
     path = fetch_model(uri, model.sha256, dest)
     assert path == dest / "model.onnx"
     assert path.read_bytes() == model.path.read_bytes()
-    assert sorted(p.name for p in dest.iterdir()) == ["model.onnx"]
+    assert sorted(p.name for p in dest.iterdir()) == ["model.card.json", "model.onnx"]
     assert path.stat().st_mode & 0o777 == 0o644
+    assert (dest / "model.card.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_fetch_is_a_no_op_when_the_digest_is_present(
@@ -147,7 +148,7 @@ def test_stale_partial_files_are_cleaned_up(model_store: ModelStore, trained_mod
     publish_model(model.path, uri)
     (tmp_path / ".model.onnx.x1y2.partial").write_bytes(b"left by a killed fetch")
     fetch_model(uri, model.sha256, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.card.json", "model.onnx"]
 
 
 class FaultyProxy(ThreadingHTTPServer):
@@ -264,7 +265,7 @@ def test_transient_failures_are_retried_and_resumed(
     with pytest.MonkeyPatch.context() as direct:  # publish straight to the store, not through the proxy
         for key, value in model_store.env.items():
             direct.setenv(key, value)
-        publish_model(large_file, uri)
+        publish_model(large_file, uri, with_card=False)
     proxied_uri = uri if model_store.kind == "s3" else uri.replace(
         parse_uri(uri).account_url.rsplit("/", 1)[0], faulty_proxy.url)
 
@@ -329,7 +330,7 @@ def _fetch_cli(store: ModelStore, uri: str, sha256: str, dest: Path, tty: bool) 
 
 def test_cli_shows_progress_only_on_a_terminal(model_store: ModelStore, large_file: Path, tmp_path: Path) -> None:
     uri = model_store.unique_uri("progress")
-    sha256 = publish_model(large_file, uri).sha256
+    sha256 = publish_model(large_file, uri, with_card=False).sha256
 
     code, stdout, stderr = _fetch_cli(model_store, uri, sha256, tmp_path / "tty", tty=True)
     assert code == 0, stderr

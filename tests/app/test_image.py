@@ -156,13 +156,16 @@ def test_init_container_fetches_then_app_serves_read_only(
     fetched = docker.run("run", "--rm", *HARDENED, *connection, "--volume", f"{volume}:/models", app_image,
                          "fetch-model", "--uri", uri, "--sha256", model.sha256, "--dest", "/models", "--json")
     assert json.loads(fetched.stdout)["path"] == "/models/model.onnx"
-    assert [p.name for p in volume.iterdir()] == ["model.onnx"]
+    # The verified model card comes with the model: the image needs no onnx package to check it.
+    assert sorted(p.name for p in volume.iterdir()) == ["model.card.json", "model.onnx"]
     assert (volume / "model.onnx").read_bytes() == model.path.read_bytes()
 
     server = _start_server(app_image, "--volume", f"{volume}:/models:ro", "--env", "MODEL_PATH=/models/model.onnx",
                            "--env", f"MODEL_SHA256={model.sha256}", "--env", "MODEL_NAME=iris-forest")
     running.append(server)
     assert _infer(server, "iris-forest")["label"]["data"] == [0, 2]
+    card = requests.get(f"{server.url}/version", timeout=10).json()["model"]["card"]
+    assert card is not None and card["sha256"] == model.sha256
 
 
 @pytest.mark.docker

@@ -6,6 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import Settings
 from app.server import create_app
 from app.training import TrainedModel
 
@@ -14,7 +15,7 @@ from app.training import TrainedModel
 def client(trained_models: dict[str, TrainedModel]) -> FlaskClient:
     model = trained_models["iris-logreg"]
     config = {"MODEL_PATH": str(model.path), "MODEL_NAME": "iris", "MODEL_VERSION": "2"}
-    return create_app(config).test_client()
+    return create_app(Settings(**config)).test_client()
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -58,8 +59,8 @@ def test_requests_latency_and_inference_time_are_labelled_by_model(client: Flask
 
 def test_apps_have_independent_metrics(trained_models: dict[str, TrainedModel]) -> None:
     model = trained_models["iris-logreg"]
-    first = create_app({"MODEL_PATH": str(model.path), "MODEL_NAME": "iris"}).test_client()
-    second = create_app({"MODEL_PATH": str(model.path), "MODEL_NAME": "iris"}).test_client()
+    first = create_app(Settings(MODEL_PATH=str(model.path), MODEL_NAME="iris")).test_client()
+    second = create_app(Settings(MODEL_PATH=str(model.path), MODEL_NAME="iris")).test_client()
     first.get("/v2/health/live")
     key = (
         "ai_app_http_requests_total",

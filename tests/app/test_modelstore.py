@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import onnx
 import pytest
 
 from app.modelstore import ModelExists, ModelNotFound, ModelStoreError, model_uri, parse_uri, publish_model, stat_model
@@ -86,7 +87,9 @@ def test_concurrent_publishes_of_one_version_have_one_winner(
     files = []
     for i in range(6):
         path = tmp_path / f"candidate-{i}.onnx"
-        path.write_bytes(trained_models["iris-forest"].path.read_bytes() + bytes([i]))
+        variant = onnx.load(str(trained_models["iris-forest"].path))
+        variant.metadata_props.add(key="candidate", value=str(i))
+        path.write_bytes(variant.SerializeToString())
         files.append(path)
     outcomes: list[object] = [None] * len(files)
     barrier = threading.Barrier(len(files))
@@ -151,18 +154,64 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_publish_model_cli(model_store: ModelStore, trained_models: dict[str, TrainedModel]) -> None:
     model = trained_models["iris-forest"]
     name = parse_uri(model_store.unique_uri("cli")).name
-    done = _cli("publish-model", str(model.path), "--store", model_store.url, "--name", name, "--version", "4",
-                "--json", env=model_store.env)
+    done = _cli("publish-model", str(model.path), "--store", model_store.url, "--model-name", name,
+                "--model-version", "4", "--json", env=model_store.env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"uri": model_store.uri(name, "4"), "name": name, "version": "4",
-                                       "sha256": model.sha256, "size": model.path.stat().st_size}
+    result = json.loads(done.stdout)
+    card = result.pop("card")
+    assert result == {"uri": model_store.uri(name, "4"), "name": name, "version": "4", "sha256": model.sha256,
+                      "size": model.path.stat().st_size, "card_sha256": stat_model(result["uri"]).card_sha256}
+    assert card["sha256"] == model.sha256 and [i["name"] for i in card["inputs"]] == ["input"]
     again = _cli("publish-model", str(model.path), "--uri", model_store.uri(name, "4"), env=model_store.env)
     assert again.returncode == 1
     assert "already published (the same bytes); versions are immutable" in again.stderr
     assert again.stdout == ""
 
 
+def test_publish_model_cli_prints_the_signature(model_store: ModelStore,
+                                               trained_models: dict[str, TrainedModel]) -> None:
+    model = trained_models["iris-logreg"]
+    uri = model_store.unique_uri("signature")
+    done = _cli("publish-model", str(model.path), "--uri", uri, env=model_store.env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{uri} sha256:{model.sha256}"
+    assert [line.split()[:2] for line in lines[1:4]] == [["input", "input"], ["output", "label"],
+                                                        ["output", "probabilities"]]
+
+
+@pytest.mark.parametrize("content", [b"# not a model\n", b"", b"\x08\x07" + b"\xff" * 64])
+def test_publish_model_cli_refuses_a_file_onnxruntime_cannot_load(
+        model_store: ModelStore, tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(content)
+    uri = model_store.unique_uri("notonnx")
+    done = _cli("publish-model", str(bad), "--uri", uri, env=model_store.env)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"ai-app publish-model: refusing to publish: {bad}: not a loadable ONNX model")
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+    with pytest.raises(ModelNotFound):
+        stat_model(uri)  # nothing was uploaded
+
+
+def test_publish_model_cli_refuses_a_model_the_server_cannot_serve(
+        model_store: ModelStore, tmp_path: Path) -> None:
+    # A classifier converted with skl2onnx's default ZipMap: loads in onnxruntime, but its output is
+    # a sequence of maps, not a V2 tensor; the pod would fail at start.
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    estimator = LogisticRegression(max_iter=500).fit(features, labels)
+    zipmap = tmp_path / "model.onnx"
+    zipmap.write_bytes(to_onnx(estimator, features[:1].astype("float32")).SerializeToString())
+    done = _cli("publish-model", str(zipmap), "--uri", model_store.unique_uri("zipmap"), env=model_store.env)
+    assert done.returncode == 1
+    assert "refusing to publish" in done.stderr and "convert with options={'zipmap': False}" in done.stderr
+
+
 def test_publish_model_cli_needs_a_target(trained_models: dict[str, TrainedModel]) -> None:
     done = _cli("publish-model", str(trained_models["iris-forest"].path), "--name", "x", env={})
     assert done.returncode == 1
-    assert "give --uri, or all of --store, --name and --version" in done.stderr
+    assert "give --uri, or all of --store, --model-name and --model-version" in done.stderr

@@ -1,7 +1,8 @@
-"""`python -m app serve`: the real gunicorn server as a subprocess on 127.0.0.1 with two workers."""
+"""`python -m app serve`: the real server (granian) as a subprocess on 127.0.0.1 with two workers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -102,7 +103,7 @@ def worker_pids(server: Server, expected: int = 2) -> set[int]:
         pids = {
             int(str(entry["message"]).rsplit(" ", 1)[1])
             for entry in server.log_entries()
-            if str(entry["message"]).startswith("Booting worker with pid")
+            if str(entry["message"]).startswith("Spawning worker-")
         }
         if len(pids) >= expected or time.monotonic() > deadline:
             return pids
@@ -118,6 +119,7 @@ def test_endpoints_over_http(server: Server, trained_models: dict[str, TrainedMo
         "version": "1",
         "sha256": trained_models["iris-logreg"].sha256,
         "loaded": True,
+        "card": None,
     }
     response = requests.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5)
     assert response.status_code == 200
@@ -128,7 +130,7 @@ def test_endpoints_over_http(server: Server, trained_models: dict[str, TrainedMo
 def test_two_workers_share_one_preloaded_model(server: Server) -> None:
     assert len(worker_pids(server)) == 2
     loads = [e for e in server.log_entries() if e["message"] == "model loaded"]
-    assert len(loads) == 1  # loaded once, in the arbiter, before the workers forked
+    assert len(loads) == 1  # loaded once, in the main process, before the workers forked
     assert loads[0]["pid"] == server.process.pid
 
 
@@ -283,7 +285,10 @@ def build_slow_model(path: Path) -> Path:
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     model = build_slow_model(tmp_path / "slow.onnx")
-    server = start_server(server_env(model, tmp_path, MODEL_NAME="slow", GRACEFUL_TIMEOUT="120"), tmp_path)
+    # Two app threads: with one, the worker running the slow request would answer the scrapes below
+    # only after it (requests run one at a time on its event loop).
+    env = server_env(model, tmp_path, MODEL_NAME="slow", GRACEFUL_TIMEOUT="120", WEB_THREADS="2")
+    server = start_server(env, tmp_path)
     try:
         x = np.ones((64, 256), dtype=np.float32)
         body = {
@@ -315,6 +320,10 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         assert result["response"].status_code == 200
         assert result["response"].headers["Inference-Header-Content-Length"]
         assert server.process.wait(timeout=120) == 0
+        # Workers exit cleanly: no C++ runtime abort at exit (a raw "terminate called ..." line would
+        # fail the JSON parse) and no worker the server saw die.
+        messages = [str(entry["message"]) for entry in server.log_entries()]
+        assert not [m for m in messages if "Unexpected exit" in m or "SIGABRT" in m]
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{server.url}/v2/health/live", timeout=5)
         # The serve command removes the metrics directory it created under TMPDIR.
@@ -323,11 +332,31 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_busy_worker_leaves_new_connections_to_an_idle_one(tmp_path: Path) -> None:
-    # One thread per worker: while a worker runs the slow request it must not accept, so every new
-    # connection meanwhile is served by the other worker instead of queueing behind the slow one.
+def test_sigterm_drains_for_the_shutdown_delay_with_readiness_failing(
+    trained_models: dict[str, TrainedModel], tmp_path: Path
+) -> None:
+    model = trained_models["iris-logreg"]
+    server = start_server(server_env(model.path, tmp_path, SHUTDOWN_DELAY="3"), tmp_path)
+    try:
+        with requests.Session() as kept_alive:
+            assert kept_alive.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5).ok
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            # Still serving during the delay, on kept-alive and on new connections; only readiness fails.
+            assert requests.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 503
+            assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+            assert kept_alive.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5).ok
+            assert requests.post(f"{server.url}/v2/models/iris/infer", json=INFER_BODY, timeout=5).ok
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        server.stop()
+
+
+def test_a_long_request_does_not_hold_up_short_ones(tmp_path: Path) -> None:
+    # Whichever worker took the long request, short requests meanwhile are answered: by the other
+    # worker, or by the busy worker's second app thread (onnxruntime releases the GIL while it runs).
     model = build_slow_model(tmp_path / "slow.onnx")
-    server = start_server(server_env(model, tmp_path, MODEL_NAME="slow", WEB_THREADS="1"), tmp_path)
+    server = start_server(server_env(model, tmp_path, MODEL_NAME="slow", WEB_THREADS="2"), tmp_path)
     try:
         url = f"{server.url}/v2/models/slow/infer"
 
@@ -348,14 +377,13 @@ def test_a_busy_worker_leaves_new_connections_to_an_idle_one(tmp_path: Path) -> 
         deadline = time.monotonic() + 60
         while scrape(server).get(in_progress_key, 0.0) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        for index in range(6):  # each on a new connection
-            response = requests.post(url, json=body(1), headers={"X-Request-ID": f"quick-{index}"}, timeout=60)
-            assert response.status_code == 200
+        with requests.Session() as session:  # one keep-alive connection, whichever worker holds it
+            for index in range(6):
+                response = session.post(url, json=body(1), headers={"X-Request-ID": f"quick-{index}"}, timeout=60)
+                assert response.status_code == 200
         # The premise: the slow request was still running while the quick ones were served.
         assert scrape(server)[in_progress_key] == 1
         slow.join(timeout=300)
-        pids = {str(e.get("request_id")): e["pid"] for e in server.log_entries() if e.get("route")}
-        assert {pids[f"quick-{index}"] for index in range(6)} == worker_pids(server) - {pids["slow"]}
     finally:
         server.stop(timeout=120)
 
@@ -438,3 +466,58 @@ def test_unknown_verb_is_a_usage_error() -> None:
     )
     assert completed.returncode == 2
     assert "invalid choice: 'deploy'" in completed.stderr
+
+
+def raw_exchange(server: Server, data: bytes, timeout: float = 30) -> bytes:
+    """Send raw bytes on a new connection; everything the server sends until it closes the connection."""
+    host, port = server.url.removeprefix("http://").split(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        # The server may answer and close before taking everything.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", 431),
+        (b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    ],
+    ids=["bad-request-line", "uri-too-long", "headers-too-large", "bad-content-length"],
+)
+def test_errors_the_http_server_raises_itself(server: Server, request_bytes: bytes, status: int) -> None:
+    # hyper answers these before any Python runs: the status, no body (so no HTML), then it closes.
+    head, _, body = raw_exchange(server, request_bytes).partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"content-length: 0" in head.lower()
+    assert body == b""
+    assert requests.get(f"{server.url}/v2/health/live", timeout=5).status_code == 200
+
+
+def test_oversized_bodies_are_refused_without_reading_them(server: Server) -> None:
+    # A declared length over MAX_REQUEST_BYTES is refused on the headers alone.
+    sized = raw_exchange(
+        server, b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{"
+    )
+    assert sized.startswith(b"HTTP/1.1 413 ")
+    assert b'{"error":"request body exceeds MAX_REQUEST_BYTES' in sized
+    # A chunked body is counted as it arrives and refused once it passes the limit (not cut and run).
+    chunk = b"%x\r\n%s\r\n" % (1024 * 1024, b" " * (1024 * 1024))
+    chunked = raw_exchange(
+        server,
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 12,
+    )
+    assert chunked.startswith(b"HTTP/1.1 413 ")
+    assert b"MAX_REQUEST_BYTES (8388608 bytes)" in chunked

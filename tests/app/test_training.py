@@ -80,7 +80,7 @@ def _train_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_train_cli(tmp_path: Path, trained_models: dict[str, TrainedModel]) -> None:
-    done = _train_cli("--out", str(tmp_path), "--model", "iris-forest", "--version", "7", "--json")
+    done = _train_cli("--out", str(tmp_path), "--model-name", "iris-forest", "--model-version", "7", "--json")
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
     result = json.loads(line)
@@ -95,6 +95,7 @@ def test_train_cli(tmp_path: Path, trained_models: dict[str, TrainedModel]) -> N
 
 
 def test_train_cli_bad_version(tmp_path: Path) -> None:
-    done = _train_cli("--out", str(tmp_path), "--version", "a/b")
+    done = _train_cli("--out", str(tmp_path), "--version", "a/b")  # the deprecated spelling still works
     assert done.returncode == 2
+    assert "ai-app train: --version is deprecated, use --model-version" in done.stderr
     assert "ai-app train: invalid model version 'a/b'" in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import struct
@@ -14,6 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.config import Settings
 from app.logs import JsonFormatter
 from app.server import create_app, load_model
 from app.training import TrainedModel
@@ -31,7 +33,7 @@ def make_app(model: TrainedModel, **overrides: object) -> Flask:
         "APP_VERSION": "9.9.9",
     }
     config.update(overrides)
-    return create_app(config)
+    return create_app(Settings(**config))
 
 
 @pytest.fixture(scope="module", params=["iris-logreg", "iris-forest"])
@@ -68,8 +70,9 @@ def test_health_endpoints(client: FlaskClient) -> None:
     assert (ready.status_code, ready.json) == (200, {"ready": True})
 
 
-def test_server_metadata(client: FlaskClient) -> None:
-    response = client.get("/v2")
+@pytest.mark.parametrize("path", ["/v2", "/v2/"])
+def test_server_metadata(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
     assert response.status_code == 200
     assert response.json == {"name": "ai-app", "version": "9.9.9", "extensions": ["binary_tensor_data"]}
 
@@ -102,7 +105,8 @@ def test_version_endpoint(client: FlaskClient, model: TrainedModel) -> None:
     assert response.json == {
         "app_version": "9.9.9",
         "source_revision": "0123abc",
-        "model": {"name": model.name, "version": "1", "sha256": model.sha256, "loaded": True},
+        "model": {"name": model.name, "version": "1", "sha256": model.sha256, "loaded": True,
+                  "card": None},
     }
 
 
@@ -226,7 +230,7 @@ def test_access_log_is_one_json_object_with_the_request_id(
 
 def test_readiness_before_the_model_is_loaded(trained_models: dict[str, TrainedModel]) -> None:
     model = trained_models["iris-logreg"]
-    app = create_app({"MODEL_PATH": None, "MODEL_NAME": model.name, "MODEL_VERSION": "1"})
+    app = create_app(Settings(MODEL_PATH=None, MODEL_NAME=model.name, MODEL_VERSION="1"))
     client = app.test_client()
     assert client.get("/v2/health/live").status_code == 200
     for path in ("/v2/health/ready", f"/v2/models/{model.name}/ready", f"/v2/models/{model.name}"):
@@ -370,6 +374,41 @@ BAD_REQUESTS = [
         None,
         413,
         "decompressed request body exceeds",
+    ),
+    ("datatype-object", {"json": _one_input(datatype={})}, None, 400, "unknown datatype {}"),
+    ("datatype-list", {"json": _one_input(datatype=[])}, None, 400, "unknown datatype []"),
+    ("output-name-object", {"json": {**_one_input(), "outputs": [{"name": {}}]}}, None, 400, "outputs[0].name {}"),
+    ("fp32-overflow", {"json": _one_input(data=[1e39, 1, 2, 3])}, None, 400, "outside the range of FP32"),
+    ("id-number", {"json": {**_one_input(), "id": 42}}, None, 400, "id must be a string"),
+    ("id-object", {"json": {**_one_input(), "id": {"a": 1}}}, None, 400, "id must be a string"),
+    (
+        "gzip-without-trailer",
+        {
+            "data": gzip.compress(json.dumps(_one_input()).encode())[:-8],
+            "headers": {"Content-Encoding": "gzip"},
+            "content_type": "application/json",
+        },
+        None,
+        400,
+        "truncated gzip",
+    ),
+    (
+        "gzip-with-junk-after",
+        {
+            "data": gzip.compress(json.dumps(_one_input()).encode()) + b"junk",
+            "headers": {"Content-Encoding": "gzip"},
+            "content_type": "application/json",
+        },
+        None,
+        400,
+        "4 bytes after the end of its gzip data",
+    ),
+    (
+        "chunked-too-large",
+        {"input_stream": io.BytesIO(b" " * 5000), "content_type": "application/json"},
+        None,
+        413,
+        "MAX_REQUEST_BYTES",
     ),
     (
         "unknown-encoding",

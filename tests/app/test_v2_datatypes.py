@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
+from app.config import Settings
 from app.server import create_app
 
 # input name -> (V2 datatype, ONNX element type name, numpy dtype)
@@ -53,7 +54,7 @@ VALUES = {
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
     path = build_echo_model(tmp_path_factory.mktemp("echo") / "echo.onnx")
-    return create_app({"MODEL_PATH": str(path), "MODEL_NAME": "echo", "MODEL_VERSION": "3"}).test_client()
+    return create_app(Settings(MODEL_PATH=str(path), MODEL_NAME="echo", MODEL_VERSION="3")).test_client()
 
 
 def json_inputs(overrides: dict[str, object] | None = None) -> list[dict[str, object]]:
@@ -149,7 +150,7 @@ def test_inputs_the_graph_cannot_combine_get_a_400(tmp_path: Path) -> None:
     )
     path = tmp_path / "adder.onnx"
     save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    client = create_app({"MODEL_PATH": str(path), "MODEL_NAME": "adder"}).test_client()
+    client = create_app(Settings(MODEL_PATH=str(path), MODEL_NAME="adder")).test_client()
     body = {
         "inputs": [
             {"name": "a", "datatype": "FP32", "shape": [2], "data": [1, 2]},

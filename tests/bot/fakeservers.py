@@ -106,6 +106,12 @@ class GitHubState:
     mergeable_now: bool = False     # "clean status": no required checks pending
     race_on_create: bool = False    # another run opens the same pull request first
     pulls: list[dict[str, Any]] = field(default_factory=list)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # sha -> statuses, oldest first
+    merges: list[dict[str, Any]] = field(default_factory=list)                # PUT .../merge bodies
+
+
+GITHUB_STATUS_STATES = ("error", "failure", "pending", "success")
+GITHUB_MERGE_METHODS = ("merge", "squash", "rebase")
 
 
 class FakeGitHub:
@@ -149,6 +155,9 @@ class FakeGitHub:
             return refused
         if request.path == "/graphql" and request.method == "POST":
             return self._graphql(request)
+        repo_prefix = f"/repos/{self.state.owner}/{self.state.repo}"
+        if request.path.startswith(f"{repo_prefix}/statuses/") or request.path.startswith(f"{repo_prefix}/commits/"):
+            return self._statuses(request, request.path[len(repo_prefix):].strip("/").split("/"))
         prefix = f"/repos/{self.state.owner}/{self.state.repo}/pulls"
         if not request.path.startswith(prefix):
             return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest",
@@ -170,13 +179,52 @@ class FakeGitHub:
                 return 422, {"message": "Validation Failed", "errors": [
                     {"resource": "Issue", "code": "custom", "field": "body",
                      "message": "body is too long (maximum is 65536 characters)"}]}
-            pull.update({k: v for k, v in body.items() if k in ("title", "body")})
+            if "state" in body and body["state"] not in ("open", "closed"):
+                return self.server.violation(f"PATCH pull state {body['state']!r}")
+            pull.update({k: v for k, v in body.items() if k in ("title", "body", "state")})
             return 200, pull
         if rest[1:] == ["merge"] and request.method == "PUT":
+            body = request.body or {}
+            if set(body) - {"commit_title", "commit_message", "sha", "merge_method"}:
+                return self.server.violation(f"merge fields {sorted(body)}")
+            if body.get("merge_method", "merge") not in GITHUB_MERGE_METHODS:
+                return self.server.violation(f"merge_method {body.get('merge_method')!r}")
+            if pull["state"] != "open":
+                return 405, {"message": "Pull Request is not mergeable", "status": "405"}
+            if body.get("sha") and pull.get("head", {}).get("sha") and body["sha"] != pull["head"]["sha"]:
+                return 409, {"message": "Head branch was modified. Review and try the merge again.", "status": "409"}
+            self.state.merges.append({"number": pull["number"], **body})
             pull.update(merged=True, state="closed")
             return 200, {"sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e", "merged": True,
                          "message": "Pull Request successfully merged"}
         return 404, {"message": "Not Found", "status": "404"}
+
+    def _statuses(self, request: Request, parts: list[str]) -> Reply:
+        """POST /repos/{o}/{r}/statuses/{sha}; GET /repos/{o}/{r}/commits/{ref}/statuses (newest first)."""
+        if parts[0] == "statuses" and len(parts) == 2 and request.method == "POST":
+            sha, body = parts[1], request.body or {}
+            if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+                return 422, {"message": "No commit found for SHA: " + sha, "status": "422"}
+            if body.get("state") not in GITHUB_STATUS_STATES:
+                return self.server.violation(f"status state {body.get('state')!r}")
+            if set(body) - {"state", "target_url", "description", "context"}:
+                return self.server.violation(f"status fields {sorted(body)}")
+            if len(body.get("description") or "") > 140:
+                return 422, {"message": "Validation Failed", "errors": [
+                    {"resource": "Status", "code": "custom", "field": "description",
+                     "message": "description is too long (maximum is 140 characters)"}]}
+            status = {"id": sum(len(v) for v in self.state.statuses.values()) + 1,
+                      "context": body.get("context") or "default", "state": body["state"],
+                      "description": body.get("description"), "target_url": body.get("target_url")}
+            self.state.statuses.setdefault(sha, []).append(status)
+            return 201, status
+        if parts[0] == "commits" and parts[2:] == ["statuses"] and request.method == "GET":
+            return 200, list(reversed(self.state.statuses.get(parts[1], [])))
+        return 404, {"message": "Not Found", "status": "404"}
+
+    def current_statuses(self, sha: str) -> dict[str, dict[str, Any]]:
+        """context -> its latest status on SHA (what GitHub shows on the pull request)."""
+        return {s["context"]: s for s in self.state.statuses.get(sha, [])}
 
     def _list(self, request: Request) -> Reply:
         head = request.query.get("head", "")
@@ -247,6 +295,11 @@ class AzureReposState:
     race_on_create: bool = False
     pulls: list[dict[str, Any]] = field(default_factory=list)
     threads: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)   # pull request id -> statuses
+
+
+AZURE_STATUS_STATES = ("error", "failed", "notApplicable", "notSet", "pending", "succeeded", "partiallySucceeded")
+AZURE_MERGE_STRATEGIES = ("noFastForward", "squash", "rebase", "rebaseMerge")
 
 
 class FakeAzureRepos:
@@ -312,6 +365,11 @@ class FakeAzureRepos:
             return 404, {"message": "TF401180: The requested pull request was not found."}
         if len(parts) == 2 and request.method == "PATCH":
             return self._update(request, pull)
+        if parts[2:] == ["statuses"] and request.method == "GET":
+            statuses = self.state.statuses.get(pull["pullRequestId"], [])
+            return 200, {"value": statuses, "count": len(statuses)}
+        if parts[2:] == ["statuses"] and request.method == "POST":
+            return self._post_status(request, pull)
         if parts[2:] == ["threads"] and request.method == "GET":
             threads = self.state.threads.get(pull["pullRequestId"], [])
             return 200, {"value": threads, "count": len(threads)}
@@ -359,10 +417,34 @@ class FakeAzureRepos:
         return 201, self._new_pull(body["title"], body.get("description") or "",
                                    body["sourceRefName"], body["targetRefName"])
 
+    def _post_status(self, request: Request, pull: dict[str, Any]) -> Reply:
+        body = request.body or {}
+        context = body.get("context")
+        if not isinstance(context, dict) or not context.get("name"):
+            return self.server.violation("status without context.name (the only required field)")
+        if set(context) - {"name", "genre"}:
+            return self.server.violation(f"status context fields {sorted(context)}")
+        if body.get("state") not in AZURE_STATUS_STATES:
+            return self.server.violation(f"status state {body.get('state')!r} is not a GitStatusState")
+        if set(body) - {"state", "description", "context", "targetUrl", "iterationId", "properties"}:
+            return self.server.violation(f"status fields {sorted(body)}")
+        statuses = self.state.statuses.setdefault(pull["pullRequestId"], [])
+        status = {"id": len(statuses) + 1, "state": body["state"], "description": body.get("description"),
+                  "context": dict(context), "createdBy": {"id": self.state.identity_id}}
+        statuses.append(status)
+        return 200, status
+
+    def current_statuses(self, pull_id: int) -> dict[str, dict[str, Any]]:
+        """"genre/name" -> its latest status on the pull request."""
+        latest: dict[str, dict[str, Any]] = {}
+        for status in self.state.statuses.get(pull_id, []):
+            latest[f"{status['context'].get('genre') or ''}/{status['context']['name']}"] = status
+        return latest
+
     def _update(self, request: Request, pull: dict[str, Any]) -> Reply:
         body = request.body or {}
         allowed = {"title", "description", "status", "autoCompleteSetBy", "completionOptions",
-                   "mergeOptions", "targetRefName"}
+                   "mergeOptions", "targetRefName", "lastMergeSourceCommit"}
         if set(body) - allowed:
             return self.server.violation(f"PATCH pull request fields {sorted(set(body) - allowed)}")
         if len(body.get("description") or "") > 4000:
@@ -372,6 +454,18 @@ class FakeAzureRepos:
             who = (body["autoCompleteSetBy"] or {}).get("id")
             if who != self.state.identity_id:
                 return 400, {"message": f"TF401181: The identity {who} cannot set auto-complete."}
+        if body.get("status") not in (None, "active", "abandoned", "completed"):
+            return self.server.violation(f"pull request status {body.get('status')!r}")
+        strategy = (body.get("completionOptions") or {}).get("mergeStrategy")
+        if strategy is not None and strategy not in AZURE_MERGE_STRATEGIES:
+            return self.server.violation(f"mergeStrategy {strategy!r}")
+        if body.get("status") == "completed":
+            # Completing needs the source commit the caller reviewed (lastMergeSourceCommit.commitId).
+            commit = (body.get("lastMergeSourceCommit") or {}).get("commitId") or ""
+            if len(commit) != 40:
+                return self.server.violation("completion without lastMergeSourceCommit.commitId")
+            if pull["status"] != "active":
+                return 409, {"message": f"TF401181: The pull request {pull['pullRequestId']} is not active."}
         pull.update(body)
         return 200, pull
 

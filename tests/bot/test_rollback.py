@@ -41,7 +41,8 @@ def test_rollback_to_revision_reverts_everything_after_it(env_repo, images, bot_
     original = env_repo.show(DEV)
     for tag in ("v1", "v3"):
         run_envbot("update", "dev", "--image", images[tag].ref, "--repo", remote, env=bot_env)
-    run_envbot("update", "staging", "--image", images["v3"].ref, "--repo", remote, env=bot_env)  # a PR branch
+    run_envbot("update", "staging", "--image", images["v3"].ref, "--override-reason", "test", "--repo", remote,
+               env=bot_env)  # a PR branch
     proc = run_envbot("rollback", "dev", "--to", base, "--repo", remote, "--dry-run", env=bot_env)
     assert proc.stdout.startswith(f"diff --git a/{DEV} b/{DEV}")
     run_envbot("rollback", "dev", "--to", base[:10], "--repo", remote, env=bot_env)

@@ -86,7 +86,8 @@ def test_dry_run_prints_exact_patch_and_changes_nothing(env_repo, images, models
 
 def test_pull_request_landing_pushes_a_branch_with_description(env_repo, images, bot_env, source_repo):
     head = env_repo.head()
-    proc = run_envbot("update", "staging", "--image", images["v3"].ref, "--repo", str(env_repo.remote), env=bot_env)
+    proc = run_envbot("update", "staging", "--image", images["v3"].ref, "--override-reason", "hotfix",
+                      "--repo", str(env_repo.remote), env=bot_env)
     assert env_repo.head() == head   # staging lands through a pull request: main unchanged
     branch = "envbot/update-ai-app-staging"
     assert pins(env_repo.show("environments/staging/values.yaml", branch))["image"]["digest"] == images["v3"].digest

@@ -35,8 +35,20 @@ def test_the_run_completes_every_stage(delivery) -> None:
     result, _, timings = delivery
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     stages = json.loads(timings.read_text())["stages"]
-    assert len(stages) == 16
+    assert len(stages) == 23
     assert "Lead time from a commit to dev pinned" in result.stdout
+
+
+def test_the_run_started_the_dashboard_and_stopped_it(delivery) -> None:
+    import re
+    import socket
+
+    result, _, _ = delivery
+    match = re.search(r"dashboard: http://127\.0\.0\.1:(\d+)/", result.stdout)
+    assert match, result.stdout[-2000:]
+    # Without --serve-dashboard the run does not leave it behind.
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", int(match.group(1)))) != 0
 
 
 def test_promotions_went_through_pull_request_branches_with_rendered_diffs(delivery) -> None:

@@ -1,50 +1,73 @@
-"""Validation of Argo CD resources against the CRDs kept in ../shared/schemas (beside the repo).
+"""Validation of Argo CD and Flux resources against their custom resource schemas.
 
-The CRD's openAPIV3Schema is a JSON Schema for the resource. Kubernetes prunes (or, with strict
-field validation, rejects) fields the schema does not declare; plain JSON Schema would ignore
-them, so objects that list `properties` get additionalProperties: false unless they are marked
-x-kubernetes-preserve-unknown-fields. The x-kubernetes-* keywords are otherwise ignored.
+The schemas come from the npm packages @kubernetes-models/argo-cd and @kubernetes-models/flux-cd
+(pinned in devenv/package.json, installed by scripts/bootstrap; docs/schemas.md says which upstream
+release each corresponds to). They ship validators generated from the projects' Go API types, run
+by devenv/crd_validate.mjs under node. Kubernetes prunes (or, with strict field validation,
+rejects) fields the schema does not declare; that script reports them as unexpected.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft7Validator
-from ruamel.yaml import YAML
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# CI clones the repository with shared/ beside it.
-SCHEMAS_DIR = REPO_ROOT.parent / "shared" / "schemas"
+DEVENV = REPO_ROOT / "devenv"
+VALIDATE_SCRIPT = DEVENV / "crd_validate.mjs"
+ARGOCD_PACKAGE = "@kubernetes-models/argo-cd"
+FLUX_PACKAGE = "@kubernetes-models/flux-cd"
+# kind -> the model module, "<package>/<group>/<version>/<Kind>", that validates it.
 ARGOCD_CRDS = {
-    "Application": "argocd/application-crd.yaml",
-    "ApplicationSet": "argocd/applicationset-crd.yaml",
-    "AppProject": "argocd/appproject-crd.yaml",
+    "Application": f"{ARGOCD_PACKAGE}/argoproj.io/v1alpha1/Application",
+    "ApplicationSet": f"{ARGOCD_PACKAGE}/argoproj.io/v1alpha1/ApplicationSet",
+    "AppProject": f"{ARGOCD_PACKAGE}/argoproj.io/v1alpha1/AppProject",
+}
+# (apiVersion, kind) -> model module, for the Flux kinds environments/flux uses.
+FLUX_CRDS = {
+    (f"{group}/{version}", kind): f"{FLUX_PACKAGE}/{group}/{version}/{kind}"
+    for group, version, kind in [
+        ("source.toolkit.fluxcd.io", "v1", "GitRepository"),
+        ("source.toolkit.fluxcd.io", "v1", "HelmRepository"),
+        ("source.toolkit.fluxcd.io", "v1", "OCIRepository"),
+        ("source.toolkit.fluxcd.io", "v1", "HelmChart"),
+        ("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
+        ("helm.toolkit.fluxcd.io", "v2", "HelmRelease"),
+    ]
 }
 
 
-def _strict(schema: Any) -> Any:
-    if isinstance(schema, list):
-        return [_strict(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {k: _strict(v) for k, v in schema.items()}
-    if ("properties" in schema and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")):
-        strict["additionalProperties"] = False
-    return strict
+def installed_version(package: str) -> str:
+    """The version of an npm package installed in devenv/node_modules (pinned by package-lock.json)."""
+    manifest = DEVENV / "node_modules" / package / "package.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: run scripts/bootstrap (npm ci --prefix devenv) to install {package}")
+    return json.loads(manifest.read_text(encoding="utf-8"))["version"]
 
 
 @cache
-def crd_validator(kind: str) -> Draft7Validator:
-    path = SCHEMAS_DIR / ARGOCD_CRDS[kind]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the shared schemas must be checked out beside the repository")
-    crd = YAML(typ="safe").load(path.read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
-    return Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise FileNotFoundError("node is not installed: run scripts/bootstrap (it installs npm and node)")
+    return node
+
+
+def validate_documents(items: list[tuple[str, dict[str, Any]]]) -> list[list[str]]:
+    """For each (model module, document): its schema errors as 'path: message' strings."""
+    for package in {"/".join(module.split("/")[:2]) for module, _ in items}:
+        installed_version(package)
+    payload = json.dumps([{"module": module, "document": document} for module, document in items], default=str)
+    result = subprocess.run([_node(), str(VALIDATE_SCRIPT)], input=payload, capture_output=True, text=True,
+                            check=False, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{VALIDATE_SCRIPT.name} failed: {result.stderr.strip()}")
+    return [[f"{'.'.join(error['path']) or '(document)'}: {error['message']}" for error in errors]
+            for errors in json.loads(result.stdout)]
 
 
 def _metadata_errors(metadata: Any) -> list[str]:
@@ -69,7 +92,13 @@ def argocd_errors(document: dict[str, Any]) -> list[str]:
     if kind not in ARGOCD_CRDS:
         return [*errors, f"kind: {kind!r} is not an Argo CD resource"]
     errors += _metadata_errors(document.get("metadata"))
-    for error in sorted(crd_validator(kind).iter_errors(document), key=lambda e: list(e.absolute_path)):
-        where = ".".join(str(p) for p in error.absolute_path) or "(document)"
-        errors.append(f"{where}: {error.message}")
-    return errors
+    return errors + validate_documents([(ARGOCD_CRDS[kind], document)])[0]
+
+
+def flux_errors(document: dict[str, Any]) -> list[str]:
+    """Every way the Flux resource breaks its CRD: 'path: message' strings, empty when valid."""
+    module = FLUX_CRDS.get((document.get("apiVersion"), document.get("kind")))
+    if module is None:
+        return [f"apiVersion/kind: {document.get('apiVersion')}/{document.get('kind')} is not a Flux resource"
+                f" this project uses ({sorted(FLUX_CRDS)})"]
+    return _metadata_errors(document.get("metadata")) + validate_documents([(module, document)])[0]

@@ -1,8 +1,9 @@
-"""environments/flux: the fields Flux needs, references that resolve, and the same values files as Argo CD.
+"""environments/flux: the Flux CRDs' schemas, references that resolve, and the same values files as Argo CD.
 
-The Flux CRDs are not available offline, so the checks are the ones the controllers would fail
-on: API versions and kinds, intervals, source references, chart paths, and - through a real
-`kubectl kustomize` build - that each HelmRelease reads exactly environments/<env>/values.yaml.
+Each object is validated against its CRD schema (from @kubernetes-models/flux-cd, see
+tests/environments/schemas.py); then the checks the controllers would fail on at run time:
+intervals, source references, chart paths, and - through a real `kubectl kustomize` build - that
+each HelmRelease reads exactly environments/<env>/values.yaml.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ruamel.yaml import YAML
 
 from bot.policy import Policy, load_policy
 from devenv.helm import kubectl_binary
-from tests.environments.schemas import REPO_ROOT
+from tests.environments.schemas import FLUX_CRDS, REPO_ROOT, flux_errors
 
 FLUX_DIR = REPO_ROOT / "environments" / "flux"
 KUSTOMIZE_FILES = {"kustomization.yaml", "kustomizeconfig.yaml"}
@@ -83,6 +84,30 @@ def test_objects_are_known_kinds_with_intervals(path_and_doc: tuple[Path, dict[s
     for field in ("timeout", "retryInterval"):
         if field in spec:
             assert GO_DURATION.match(str(spec[field])), f"{path}: spec.{field} {spec[field]!r}"
+
+
+@pytest.mark.parametrize("path_and_doc", [(p, d) for p, d in flux_objects() if d["kind"] != "Namespace"],
+                         ids=lambda pd: f"{pd[0].relative_to(FLUX_DIR)}:{pd[1]['metadata']['name']}")
+def test_object_matches_its_crd(path_and_doc: tuple[Path, dict[str, Any]]) -> None:
+    path, document = path_and_doc
+    assert flux_errors(document) == [], path
+
+
+def test_crd_validation_catches_a_misspelt_field_a_missing_one_and_a_wrong_type() -> None:
+    (release, *_) = of_kind("HelmRelease")
+    release["spec"]["releasename"] = release["spec"].pop("releaseName")
+    assert flux_errors(release) == ["spec: Additional properties are not allowed ('releasename' was unexpected)"]
+    (release, *_) = of_kind("HelmRelease")
+    del release["spec"]["interval"]
+    assert flux_errors(release) == ["spec: must have required property interval"]
+    (release, *_) = of_kind("HelmRelease")
+    release["spec"]["chart"]["spec"]["chart"] = 42
+    assert flux_errors(release) == ["spec.chart.spec.chart: must be string"]
+
+
+def test_every_flux_kind_used_has_a_schema() -> None:
+    used = {(d["apiVersion"], d["kind"]) for _, d in flux_objects() if d["kind"] != "Namespace"}
+    assert used <= set(FLUX_CRDS)
 
 
 def test_source_references_resolve() -> None:

@@ -1,5 +1,8 @@
 """Validation of Azure Pipelines YAML against Microsoft's published schema (service-schema.json).
 
+The schema file is the copy check-jsonschema vendors (`vendor.azure-pipelines`), pinned in
+pyproject.toml's test extra; docs/schemas.md says which upstream release it is.
+
 The schema is JSON Schema draft-07 plus the extensions of the Azure Pipelines language server,
 which this module honours the way that server does:
 - scalars: Azure Pipelines reads every scalar as a string, so the YAML is loaded with ruamel's
@@ -20,6 +23,7 @@ import json
 import re
 from collections.abc import Iterator
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,9 @@ from jsonschema import Draft7Validator, ValidationError
 from ruamel.yaml import YAML
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT.parent / "shared" / "schemas" / "azure-pipelines" / "service-schema.json"
+SCHEMA_PACKAGE = "check-jsonschema"
+# Microsoft's service-schema.json as check-jsonschema ships it for its `check-azure-pipelines` hook.
+SCHEMA_PATH = Path(str(resources.files("check_jsonschema.builtin_schemas.vendor") / "azure-pipelines.json"))
 
 YAML_BOOLEANS = {"true", "false", "y", "yes", "n", "no", "on", "off"}
 YAML_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")

@@ -18,7 +18,8 @@ from tests.pipelines.azure_schema import (
 )
 
 MAIN = REPO_ROOT / "azure-pipelines.yml"
-PIPELINES = [MAIN, REPO_ROOT / "pipelines" / "environments-pr.yml", REPO_ROOT / "pipelines" / "model-watch.yml"]
+PIPELINES = [MAIN, REPO_ROOT / "pipelines" / "environments-pr.yml", REPO_ROOT / "pipelines" / "model-watch.yml",
+             REPO_ROOT / "pipelines" / "promotion.yml"]
 TEMPLATES = sorted((REPO_ROOT / "pipelines" / "templates").glob("*.yml")) + sorted(
     (REPO_ROOT / "pipelines" / "variables").glob("*.yml")
 )
@@ -67,8 +68,8 @@ def stage(name: str) -> dict:
 # --- schema -------------------------------------------------------------------------------------
 
 
-def test_schema_is_the_shared_draft07_schema() -> None:
-    assert SCHEMA_PATH.is_file(), f"{SCHEMA_PATH} missing: clone shared/ beside the repository"
+def test_schema_is_the_packaged_draft07_schema() -> None:
+    assert SCHEMA_PATH.is_file(), f"{SCHEMA_PATH} missing: run scripts/bootstrap (check-jsonschema)"
     assert validator_for(None).schema["$schema"] == "http://json-schema.org/draft-07/schema#"
 
 

@@ -207,9 +207,9 @@ def blob_models(azurite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str
     model_file = tmp_path / "model.onnx"
     for version in ("1", "2", "10"):
         model_file.write_bytes(f"model version {version}".encode())
-        publish_model(model_file, model_uri(store, "iris-logreg", version))
+        publish_model(model_file, model_uri(store, "iris-logreg", version), with_card=False)
     container.upload_blob("iris-logreg/11/notes.txt", b"not a model")
-    publish_model(model_file, model_uri(store, "iris-forest", "99"))
+    publish_model(model_file, model_uri(store, "iris-forest", "99"), with_card=False)
     return store
 
 

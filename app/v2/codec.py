@@ -1,62 +1,27 @@
-"""Open Inference Protocol (V2) REST endpoints, with the binary tensor data extension.
+"""Open Inference Protocol (V2) codec: request bodies to numpy feeds, results to response bodies.
 
+Transport-neutral: the REST routes (app/v2/routes.py) use it, and so can another front end. Bodies
+are parsed and built by hand (orjson + numpy) because this is the hot path: no schema library, no
+per-request objects beyond the tensors themselves. Every rejection is a V2Error naming the field.
 Spec: https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol
-Usage, including how classifier labels and probabilities appear: docs/inference-api.md.
-Request and response bodies are parsed and built by hand (orjson + numpy) because this is the hot
-path: no schema library, no per-request objects beyond the tensors themselves. For the same reason
-the infer route is a small WSGI layer in front of Flask (InferRoute); every other route is Flask's.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import re
 import struct
-import time
 import zlib
-from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 
 import numpy as np
 import orjson
-from flask import Blueprint, Response, current_app
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wsgi import get_input_stream
 
+from app.datatypes import BY_NAME
 from app.model import OnnxModel
-from app.state import ServiceState
 
-logger = logging.getLogger("app.v2")
-
-_HEADER_LENGTH = "Inference-Header-Content-Length"
-_JSON = "application/json"
-_OCTET_STREAM = "application/octet-stream"
-# The route templates label metrics and logs, the same strings Flask's url rules would give.
-INFER_ROUTE = "/v2/models/<name>/infer"
-INFER_VERSION_ROUTE = "/v2/models/<name>/versions/<version>/infer"
-# Flask's default <name> converter: one path segment.
-_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
-_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
-
-# V2 datatype -> numpy dtype in the wire byte order (little endian).
-_DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "BYTES": np.dtype(object),
-}
+HEADER_LENGTH = "Inference-Header-Content-Length"
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
 # numpy kinds accepted in JSON data for each family of datatypes (JSON has no int/float distinction
 # beyond the literal, so integers are fine for floats but 1.5 is not an INT64).
 _FLOAT_KINDS = frozenset("iuf")
@@ -77,39 +42,15 @@ def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-def error_response(message: str, status: int) -> Response:
-    return Response(error_body(message), status=status, mimetype=_JSON)
+# --- request decoding ----------------------------------------------------------------------
 
 
-def _json_response(payload: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status=status, mimetype=_JSON)
-
-
-def _loaded_model(state: ServiceState) -> OnnxModel:
-    model = state.model
-    if model is None:
-        raise V2Error("model is not loaded yet", 503)
-    return model
-
-
-def _find_model(state: ServiceState, name: str, version: str | None) -> OnnxModel:
-    model = _loaded_model(state)
-    if name != model.name:
-        raise V2Error(f"model {name!r} not found; this server serves {model.name!r}", 404)
-    if version is not None and version != model.version:
-        raise V2Error(f"model {name!r} version {version!r} not found; available versions: [{model.version!r}]", 404)
-    return model
-
-
-# --- request decoding --------------------------------------------------------------------------
-
-
-def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
+def read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
     """The request body, decompressed when the client used Content-Encoding (tritonclient can)."""
     length = environ.get("CONTENT_LENGTH")
     if length:
         # Read the sized body straight from the server's stream: Werkzeug's stream wrapping costs
-        # more than the rest of a small request's decoding. Chunked bodies go through Werkzeug.
+        # more than the rest of a small request's decoding.
         try:
             size = int(length)
         except ValueError:
@@ -120,11 +61,11 @@ def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
         if len(body) != size:
             raise V2Error(f"request body has {len(body)} bytes, Content-Length says {size}")
     else:
-        # Chunked (or unsized) bodies: Werkzeug's stream reads to the end, bounded by max_bytes.
-        try:
-            body = get_input_stream(environ, max_content_length=max_bytes).read()
-        except RequestEntityTooLarge:
-            raise V2Error(f"request body exceeds MAX_REQUEST_BYTES ({max_bytes} bytes)", 413) from None
+        # Chunked (or unsized) bodies: read one byte past the limit, so an oversized body is refused
+        # (413, like a sized one) rather than silently cut at the limit and processed.
+        body = environ["wsgi.input"].read(max_bytes + 1)
+        if len(body) > max_bytes:
+            raise V2Error(f"request body exceeds MAX_REQUEST_BYTES ({max_bytes} bytes)", 413)
     encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if not encoding or encoding == "identity":
         return body
@@ -141,10 +82,16 @@ def _read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
         raise V2Error(f"request body is not valid {encoding} data: {exc}") from None
     if len(data) > max_bytes:
         raise V2Error(f"decompressed request body exceeds MAX_REQUEST_BYTES ({max_bytes} bytes)", 413)
+    # A stream that stops before its end (gzip: no CRC32/size trailer) may be cut anywhere; bytes after
+    # the end are not part of it. Either way the body is not what the client meant to send.
+    if not decompressor.eof:
+        raise V2Error(f"request body is truncated {encoding} data (the stream has no end)")
+    if decompressor.unused_data:
+        raise V2Error(f"request body has {len(decompressor.unused_data)} bytes after the end of its {encoding} data")
     return data
 
 
-def _split_body(environ: dict[str, Any], body: bytes) -> tuple[dict[str, Any], memoryview | None]:
+def split_body(environ: dict[str, Any], body: bytes) -> tuple[dict[str, Any], memoryview | None]:
     """Split an infer body into its JSON header and, with the binary extension, the binary part."""
     header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
     binary = None
@@ -152,9 +99,9 @@ def _split_body(environ: dict[str, Any], body: bytes) -> tuple[dict[str, Any], m
         try:
             length = int(header_length)
         except ValueError:
-            raise V2Error(f"{_HEADER_LENGTH} header {header_length!r} is not an integer") from None
+            raise V2Error(f"{HEADER_LENGTH} header {header_length!r} is not an integer") from None
         if not 0 <= length <= len(body):
-            raise V2Error(f"{_HEADER_LENGTH} is {length} but the body has {len(body)} bytes")
+            raise V2Error(f"{HEADER_LENGTH} is {length} but the body has {len(body)} bytes")
         binary = memoryview(body)[length:]
         body = body[:length]
     try:
@@ -166,14 +113,14 @@ def _split_body(environ: dict[str, Any], body: bytes) -> tuple[dict[str, Any], m
     return payload, binary
 
 
-def _check_content_type(environ: dict[str, Any]) -> None:
+def check_content_type(environ: dict[str, Any]) -> None:
     # Clients that send JSON without a Content-Type (tritonclient does) are accepted.
     content_type = environ.get("CONTENT_TYPE")
-    if not content_type or content_type == _JSON:
+    if not content_type or content_type == JSON:
         return
     mimetype = content_type.partition(";")[0].strip().lower()
-    if mimetype not in (_JSON, _OCTET_STREAM):
-        raise V2Error(f"unsupported Content-Type {mimetype!r}; send {_JSON}", 415)
+    if mimetype not in (JSON, OCTET_STREAM):
+        raise V2Error(f"unsupported Content-Type {mimetype!r}; send {JSON}", 415)
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
@@ -216,7 +163,12 @@ def _from_json_data(data: Any, datatype: str, dtype: np.dtype, count: int, where
         else:
             _check_int_range(array, dtype, datatype, where)
         if array.dtype != dtype:
-            array = array.astype(dtype)
+            with np.errstate(over="ignore"):  # overflow is detected just below
+                array = array.astype(dtype)
+        # JSON numbers are finite, so a non-finite value here is one too large for the datatype
+        # (1e39 as FP32): refused rather than run as inf.
+        if dtype.kind == "f" and not np.isfinite(array).all():
+            raise V2Error(f"{where}.data has values outside the range of {datatype}")
     if array.size != count:
         raise V2Error(f"{where}.data has {array.size} elements but shape needs {count}")
     return array
@@ -265,7 +217,7 @@ def _from_binary(chunk: memoryview, datatype: str, dtype: np.dtype, count: int, 
     return np.frombuffer(chunk, dtype=dtype)
 
 
-def _decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview | None) -> dict[str, np.ndarray]:
+def decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview | None) -> dict[str, np.ndarray]:
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise V2Error("request must have a non-empty 'inputs' list")
@@ -284,14 +236,14 @@ def _decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview
         where = f"input {name!r}"
         datatype = tensor.get("datatype")
         if datatype != spec.datatype:
-            if datatype not in _DATATYPES:
+            if not isinstance(datatype, str) or datatype not in BY_NAME:
                 raise V2Error(f"{where}: unknown datatype {datatype!r}")
             raise V2Error(f"{where}: datatype {datatype} does not match the model's {spec.datatype}")
         shape = _shape(tensor.get("shape"), where)
         if len(shape) != len(spec.shape) or any(m not in (-1, d) for m, d in zip(spec.shape, shape, strict=True)):
             raise V2Error(f"{where}: shape {list(shape)} does not fit the model's {list(spec.shape)} (-1: any)")
         count = math.prod(shape)
-        dtype = _DATATYPES[datatype]
+        dtype = BY_NAME[datatype].dtype
         parameters = tensor.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise V2Error(f"{where}.parameters must be an object")
@@ -300,7 +252,7 @@ def _decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview
             if "data" in tensor:
                 raise V2Error(f"{where} has both data and parameters.binary_data_size")
             if binary is None:
-                raise V2Error(f"{where} has binary_data_size but the request has no {_HEADER_LENGTH} header")
+                raise V2Error(f"{where} has binary_data_size but the request has no {HEADER_LENGTH} header")
             if type(binary_size) is not int or binary_size < 0 or offset + binary_size > len(binary):
                 raise V2Error(f"{where}.parameters.binary_data_size {binary_size!r} does not fit the body")
             array = _from_binary(binary[offset : offset + binary_size], datatype, dtype, count, where)
@@ -318,7 +270,14 @@ def _decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview
     return feeds
 
 
-def _requested_outputs(model: OnnxModel, payload: dict[str, Any]) -> tuple[list[str], list[bool]]:
+def check_request_id(payload: dict[str, Any]) -> None:
+    """The spec's request id is a string, echoed in the response; anything else is refused."""
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise V2Error(f"id must be a string, got {type(request_id).__name__} {request_id!r}")
+
+
+def requested_outputs(model: OnnxModel, payload: dict[str, Any]) -> tuple[list[str], list[bool]]:
     """Names of the outputs to return and, for each, whether it goes back as binary data."""
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -333,7 +292,7 @@ def _requested_outputs(model: OnnxModel, payload: dict[str, Any]) -> tuple[list[
     binary: list[bool] = []
     for index, output in enumerate(requested):
         name = output.get("name") if isinstance(output, dict) else None
-        if name not in model.outputs:
+        if not isinstance(name, str) or name not in model.outputs:
             raise V2Error(
                 f"outputs[{index}].name {name!r} is not an output of the model; outputs: {model.output_names}"
             )
@@ -349,14 +308,50 @@ def _requested_outputs(model: OnnxModel, payload: dict[str, Any]) -> tuple[list[
     return names, binary
 
 
-# --- response encoding -------------------------------------------------------------------------
+# --- response encoding ---------------------------------------------------------------------
 
 
-def _output_json_data(array: np.ndarray) -> list[Any]:
+# Longest JSON text of one element by numpy kind and item size (with its comma): the bound the
+# response size check uses, so it never lets a response through that encodes larger.
+_JSON_ELEMENT_BYTES = {("b", 1): 6, ("f", 2): 12, ("f", 4): 16, ("f", 8): 25}
+_INT_JSON_ELEMENT_BYTES = 21
+
+
+def _json_element_bytes(dtype: np.dtype) -> int:
+    if dtype.kind in "iu":
+        return min(_INT_JSON_ELEMENT_BYTES, len(str(np.iinfo(dtype).min)) + 1)
+    return _JSON_ELEMENT_BYTES.get((dtype.kind, dtype.itemsize), 0)
+
+
+def check_response_size(binary_flags: list[bool], results: list[np.ndarray], max_bytes: int) -> None:
+    """Refuse (413) a response that would encode to more than `max_bytes`, before it is built.
+
+    Together with MAX_REQUEST_BYTES this bounds what one request can make the worker hold.
+    String outputs count their actual UTF-8 length.
+    """
+    total = 0
+    for as_binary, array in zip(binary_flags, results, strict=True):
+        if array.dtype.kind == "O":
+            total += sum(len(item) if isinstance(item, bytes) else len(str(item).encode()) + 2 for item in array.flat)
+            total += 4 * array.size if as_binary else 2 * array.size
+        elif as_binary:
+            total += array.nbytes
+        else:
+            total += array.size * _json_element_bytes(array.dtype)
+    if total > max_bytes:
+        raise V2Error(
+            f"the response would take up to {total} bytes, over MAX_RESPONSE_BYTES ({max_bytes} bytes); "
+            "send fewer rows per request or ask for binary outputs (binary_data_output)",
+            413,
+        )
+
+
+def _output_json_data(array: np.ndarray) -> Any:
     flat = array.ravel()
     if array.dtype.kind == "O":  # onnxruntime returns str for tensor(string)
         return [item.decode("utf-8", "replace") if isinstance(item, bytes) else item for item in flat]
-    return flat.tolist()
+    # orjson writes numeric arrays itself (OPT_SERIALIZE_NUMPY): no Python object per element.
+    return np.ascontiguousarray(flat)
 
 
 def _output_binary(array: np.ndarray, dtype: np.dtype) -> bytes:
@@ -370,7 +365,7 @@ def _output_binary(array: np.ndarray, dtype: np.dtype) -> bytes:
     return np.ascontiguousarray(array, dtype=dtype).tobytes()
 
 
-def _infer_response(
+def encode_response(
     model: OnnxModel,
     payload: dict[str, Any],
     names: list[str],
@@ -384,7 +379,7 @@ def _infer_response(
         datatype = model.outputs[name].datatype
         output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if as_binary:
-            raw = _output_binary(array, _DATATYPES[datatype])
+            raw = _output_binary(array, BY_NAME[datatype].dtype)
             output["parameters"] = {"binary_data_size": len(raw)}
             binary_parts.append(raw)
         else:
@@ -393,123 +388,13 @@ def _infer_response(
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
     request_id = payload.get("id")
     if request_id is not None:
-        response["id"] = request_id
+        response["id"] = request_id  # a string: check_request_id ran before inference
     response["outputs"] = outputs
-    body = orjson.dumps(response)
+    body = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not binary_parts:
-        return body, [("Content-Type", _JSON), ("Content-Length", str(len(body)))]
+        return body, [("Content-Type", JSON), ("Content-Length", str(len(body)))]
     full = b"".join([body, *binary_parts])
-    headers = [("Content-Type", _OCTET_STREAM), ("Content-Length", str(len(full))), (_HEADER_LENGTH, str(len(body)))]
+    headers = [("Content-Type", OCTET_STREAM), ("Content-Length", str(len(full))), (HEADER_LENGTH, str(len(body)))]
     return full, headers
 
 
-# --- routes ------------------------------------------------------------------------------------
-
-
-def create_blueprint(state: ServiceState) -> Blueprint:
-    """The V2 routes of one app but infer (InferRoute serves that), bound to the app's state."""
-    v2 = Blueprint("v2", __name__, url_prefix="/v2")
-
-    @v2.errorhandler(V2Error)
-    def _v2_error(exc: V2Error) -> Response:
-        return error_response(exc.message, exc.status)
-
-    @v2.get("/health/live")
-    def live() -> Response:
-        return _json_response({"live": True})
-
-    @v2.get("/health/ready")
-    def ready() -> Response:
-        _loaded_model(state)
-        return _json_response({"ready": True})
-
-    @v2.get("")
-    def server_metadata() -> Response:
-        settings = current_app.config
-        return _json_response(
-            {"name": "ai-app", "version": settings["APP_VERSION"], "extensions": ["binary_tensor_data"]}
-        )
-
-    @v2.get("/models/<name>")
-    @v2.get("/models/<name>/versions/<version>")
-    def model_metadata(name: str, version: str | None = None) -> Response:
-        return _json_response(_find_model(state, name, version).metadata())
-
-    @v2.get("/models/<name>/ready")
-    @v2.get("/models/<name>/versions/<version>/ready")
-    def model_ready(name: str, version: str | None = None) -> Response:
-        model = _find_model(state, name, version)
-        return _json_response({"name": model.name, "ready": True})
-
-    return v2
-
-
-def infer(
-    state: ServiceState, environ: dict[str, Any], name: str, version: str | None
-) -> tuple[bytes, list[tuple[str, str]]]:
-    """Run one infer request; returns the 200 response's body and headers, raises V2Error for bad ones."""
-    model = _find_model(state, name, version)
-    _check_content_type(environ)
-    payload, binary = _split_body(environ, _read_body(environ, state.max_request_bytes))
-    feeds = _decode_inputs(model, payload, binary)
-    names, binary_flags = _requested_outputs(model, payload)
-    metrics = state.metrics
-    metrics.inferences_in_progress.inc()
-    started = time.perf_counter()
-    try:
-        results = model.run(feeds, names)
-    except (InvalidArgument, RuntimeException, Fail) as exc:
-        # The inputs passed every check against the model's metadata, so what is left is data the
-        # graph cannot take (inconsistent batch sizes, out-of-range indices): the caller's to fix.
-        metrics.inference_failures.inc()
-        logger.warning("inference failed", extra={"error": str(exc), "model": model.name})
-        raise V2Error(f"the model could not run on these inputs: {exc}") from None
-    except Exception:
-        metrics.inference_failures.inc()
-        raise
-    finally:
-        metrics.inference_duration.observe(time.perf_counter() - started)
-        metrics.inferences_in_progress.dec()
-    return _infer_response(model, payload, names, binary_flags, results)
-
-
-class InferRoute:
-    """WSGI layer serving POST /v2/models/<name>[/versions/<version>]/infer; other paths go to Flask.
-
-    The infer route is the service's hot path, and Flask's per-request machinery (contexts, URL
-    map, request and response objects, hooks) cost more CPU than decoding, running and encoding a
-    small request. Semantics match the Flask routes': the route template in environ for metrics
-    and logs, JSON errors, 405 with Allow for other methods, 500 (logged) for unexpected errors.
-    """
-
-    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], state: ServiceState) -> None:
-        self.wsgi_app = wsgi_app
-        self.state = state
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        match = _INFER_PATH.fullmatch(environ.get("PATH_INFO", ""))
-        if match is None:
-            return self.wsgi_app(environ, start_response)
-        name, version = match.groups()
-        environ["ai_app.route"] = INFER_ROUTE if version is None else INFER_VERSION_ROUTE
-        headers: list[tuple[str, str]] = []
-        if environ.get("REQUEST_METHOD") != "POST":
-            status, body = 405, error_body("The method is not allowed for the requested URL.")
-            headers.append(("Allow", "POST"))
-        else:
-            try:
-                # PATH_INFO holds the raw bytes as latin-1 (PEP 3333); names are UTF-8, as Werkzeug reads them.
-                if not name.isascii() or (version is not None and not version.isascii()):
-                    name = name.encode("latin-1").decode("utf-8", "replace")
-                    version = version.encode("latin-1").decode("utf-8", "replace") if version else version
-                body, headers = infer(self.state, environ, name, version)
-                status = 200
-            except V2Error as exc:
-                status, body = exc.status, error_body(exc.message)
-            except Exception:
-                logger.exception("unhandled error", extra={"request_id": environ.get("ai_app.request_id")})
-                status, body = 500, error_body("internal server error")
-        if status != 200:
-            headers += [("Content-Type", _JSON), ("Content-Length", str(len(body)))]
-        start_response(_STATUS_LINES[status], headers)
-        return [body]

@@ -1,0 +1,132 @@
+"""granian, run programmatically: the pre-built app (model loaded once) served by forked workers.
+
+Options derive from Settings; what each one guards against is in docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from typing import Any
+
+from flask import Flask
+from granian.constants import HTTPModes, Interfaces, Loops
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server import MPServer
+
+from app.config import Settings
+from app.front import HttpFront
+from app.logs import logging_config
+
+logger = logging.getLogger("app.serve")
+
+# Request line and headers larger than this are refused by the server itself (431) before Python.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+def build_front(app: Flask, settings: Settings) -> HttpFront:
+    """The RSGI front of `app`, with the per-worker start and stop hooks of the service."""
+    state = app.extensions["ai_app"]
+
+    def on_worker_start() -> None:
+        model = state.model
+        # Pool threads do not survive fork(): a session that owns them is rebuilt in the worker.
+        if model is not None and model.needs_reopen_after_fork:
+            model.reopen_after_fork()
+
+    def on_worker_stop() -> None:
+        from prometheus_client import multiprocess
+
+        from app.metrics import multiprocess_dir
+
+        # Live gauges (in-progress inferences) of a stopped worker must not count any more.
+        if multiprocess_dir():
+            multiprocess.mark_process_dead(os.getpid())
+
+    return HttpFront(
+        app.wsgi_app,
+        max_request_bytes=settings.MAX_REQUEST_BYTES,
+        body_timeout=settings.BODY_TIMEOUT,
+        threads=settings.WEB_THREADS,
+        drain_timeout=settings.GRACEFUL_TIMEOUT,
+        on_worker_start=on_worker_start,
+        on_worker_stop=on_worker_stop,
+    )
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """granian's MPServer arguments for `settings`."""
+    workers = settings.WEB_CONCURRENCY
+    return {
+        "address": settings.BIND_HOST,
+        "port": settings.PORT,
+        "interface": Interfaces.RSGI,
+        "workers": workers,
+        # One Rust I/O thread per worker: parsing and socket I/O are a small share of a request.
+        "runtime_threads": 1,
+        "loop": Loops.asyncio,
+        "http": HTTPModes.http1,
+        "websockets": False,
+        # granian's backpressure is a per-worker semaphore taken for each accepted connection, held
+        # until the connection closes: MAX_CONNECTIONS is the pod's cap, split across workers.
+        "backpressure": max(1, -(-settings.MAX_CONNECTIONS // workers)),
+        "backlog": 2048,
+        "http1_settings": HTTP1Settings(
+            # hyper applies it to every request's headers, including the wait for the next request on
+            # an idle keep-alive connection, so it is the keep-alive idle timeout too.
+            header_read_timeout=settings.HEADER_TIMEOUT * 1000,
+            keep_alive=True,
+            max_buffer_size=MAX_HEADER_BYTES,
+        ),
+        "log_enabled": True,
+        "log_level": LogLevels(settings.LOG_LEVEL.lower()),
+        "log_dictconfig": logging_config(settings.LOG_LEVEL),
+        "log_access": False,  # the app logs each request, with its request id
+        # A worker that dies is replaced, as gunicorn's arbiter did.
+        "respawn_failed_workers": True,
+        # Workers drain in-flight requests for GRACEFUL_TIMEOUT; this is the hard stop after it.
+        "workers_kill_timeout": settings.GRACEFUL_TIMEOUT + 5,
+        "process_name": None,
+    }
+
+
+class InferenceServer(MPServer):
+    """granian's multi-process server; SIGTERM first drains for SHUTDOWN_DELAY with readiness failing.
+
+    During the delay the service keeps answering (load balancers and kube-proxy still route to
+    it for a few seconds after a pod starts terminating), readiness answers 503 so nothing new is
+    routed here, and then the workers stop accepting and finish what they have.
+    """
+
+    def __init__(self, settings: Settings, draining: Any, **options: Any) -> None:
+        super().__init__(target="ai-app", **options)
+        self.shutdown_delay = settings.SHUTDOWN_DELAY
+        self.draining = draining
+        self._interrupted = False
+
+    def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+        if self._interrupted:  # a second signal: stop now
+            super().signal_handler_interrupt()
+            return
+        self._interrupted = True
+        self.draining.value = 1
+        if self.shutdown_delay <= 0:
+            super().signal_handler_interrupt()
+            return
+        logger.info("shutdown requested; draining", extra={"shutdown_delay": self.shutdown_delay})
+        timer = threading.Timer(self.shutdown_delay, super().signal_handler_interrupt)
+        timer.daemon = True
+        timer.start()
+
+
+def run(app: Flask, settings: Settings, draining: Any) -> None:
+    """Serve `app` until SIGTERM/SIGINT; raises SystemExit with granian's exit code."""
+    # The app (and model) built in this process is inherited by the workers, copy-on-write: that
+    # needs fork, whatever the platform's default start method.
+    multiprocessing.set_start_method("fork", force=True)
+    front = build_front(app, settings)
+    server = InferenceServer(settings, draining, **server_options(settings))
+    server.serve(target_loader=lambda _target: front)
