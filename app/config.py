@@ -73,6 +73,11 @@ class Settings:
     GRACEFUL_TIMEOUT: int = 20
     # Seconds the service keeps serving after SIGTERM, readiness failing, before it stops accepting.
     SHUTDOWN_DELAY: int = 0
+    # Port of the Open Inference Protocol's gRPC API (app/oip_grpc); 0: no gRPC server.
+    GRPC_PORT: int = 0
+    # gRPC server processes, forked from the main process beside the HTTP workers and sharing the
+    # model; they share the port (SO_REUSEPORT), the kernel spreading connections over them.
+    GRPC_WORKERS: int = 1
     MODEL_PATH: str | None = None
     MODEL_SHA256: str | None = None
     MODEL_NAME: str = "model"
@@ -117,6 +122,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         MAX_CONNECTIONS=_int(env, "MAX_CONNECTIONS", defaults.MAX_CONNECTIONS, 1),
         GRACEFUL_TIMEOUT=_int(env, "GRACEFUL_TIMEOUT", defaults.GRACEFUL_TIMEOUT, 0),
         SHUTDOWN_DELAY=_int(env, "SHUTDOWN_DELAY", defaults.SHUTDOWN_DELAY, 0),
+        GRPC_PORT=_int(env, "GRPC_PORT", defaults.GRPC_PORT, 0),
+        GRPC_WORKERS=_int(env, "GRPC_WORKERS", defaults.GRPC_WORKERS, 1),
         MODEL_PATH=(env.get("MODEL_PATH") or "").strip() or None,
         MODEL_SHA256=sha256,
         MODEL_NAME=(env.get("MODEL_NAME") or "model").strip(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 from typing import Any
 
@@ -20,6 +21,7 @@ from granian.server import MPServer
 from app.config import Settings
 from app.front import HttpFront
 from app.logs import logging_config
+from app.oip_grpc.supervisor import GrpcWorkers
 
 logger = logging.getLogger("app.serve")
 
@@ -101,11 +103,37 @@ class InferenceServer(MPServer):
     routed here, and then the workers stop accepting and finish what they have.
     """
 
-    def __init__(self, settings: Settings, draining: Any, **options: Any) -> None:
+    def __init__(
+        self, settings: Settings, draining: Any, grpc_workers: GrpcWorkers | None = None, **options: Any
+    ) -> None:
         super().__init__(target="ai-app", **options)
         self.shutdown_delay = settings.SHUTDOWN_DELAY
+        self.graceful_timeout = settings.GRACEFUL_TIMEOUT
         self.draining = draining
+        self.grpc_workers = grpc_workers
+        self.failure: str | None = None
         self._interrupted = False
+
+    # The gRPC workers start and stop with granian's own: both drain at the same time.
+
+    def _spawn_workers(self, spawn_target: Any, target_loader: Any) -> None:
+        super()._spawn_workers(spawn_target, target_loader)
+        if self.grpc_workers is not None:
+            self.grpc_workers.start()
+
+    def _stop_workers(self) -> None:
+        if self.grpc_workers is not None:
+            self.grpc_workers.stop()
+        super()._stop_workers()
+        if self.grpc_workers is not None:
+            self.grpc_workers.join(self.graceful_timeout + 5)
+
+    def fail(self, reason: str) -> None:
+        """Stop the service because a part of it cannot run (exit code 1)."""
+        logger.error(reason)
+        self.failure = reason
+        self.draining.value = 1
+        super().signal_handler_interrupt()
 
     def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
         if self._interrupted:  # a second signal: stop now
@@ -123,10 +151,17 @@ class InferenceServer(MPServer):
 
 
 def run(app: Flask, settings: Settings, draining: Any) -> None:
-    """Serve `app` until SIGTERM/SIGINT; raises SystemExit with granian's exit code."""
+    """Serve `app` (and gRPC when GRPC_PORT is set) until SIGTERM/SIGINT; raises SystemExit with the exit code."""
     # The app (and model) built in this process is inherited by the workers, copy-on-write: that
     # needs fork, whatever the platform's default start method.
     multiprocessing.set_start_method("fork", force=True)
+    if settings.GRPC_PORT and "grpc" in sys.modules:
+        # A gRPC runtime initialised here would be forked into every worker (docs/serving.md).
+        raise RuntimeError("grpc was imported in the serve process before its workers were forked")
     front = build_front(app, settings)
     server = InferenceServer(settings, draining, **server_options(settings))
+    if settings.GRPC_PORT:
+        server.grpc_workers = GrpcWorkers(app.extensions["ai_app"], settings, on_failure=server.fail)
     server.serve(target_loader=lambda _target: front)
+    if server.failure:
+        raise SystemExit(1)

@@ -40,14 +40,15 @@ class Metrics:
         self._model_labels = (model_name, model_version)
         self.requests = Counter(
             "ai_app_http_requests_total",
-            "HTTP requests handled, by method, route template and status code.",
-            ["method", "route", "status", "model", "version"],
+            "Requests handled, by protocol (rest or grpc), method, route template (gRPC: the full method) "
+            "and status (HTTP code, or gRPC status name).",
+            ["protocol", "method", "route", "status", "model", "version"],
             registry=self._registry,
         )
         self.request_duration = Histogram(
             "ai_app_http_request_duration_seconds",
-            "Time from request start to response, by method and route template.",
-            ["method", "route", "model", "version"],
+            "Time from request start to response, by protocol, method and route template.",
+            ["protocol", "method", "route", "model", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=self._registry,
         )
@@ -72,15 +73,18 @@ class Metrics:
             registry=self._registry,
         ).labels(*self._model_labels)
         # Label lookups take a lock and build tuples; the few children in use are cached here.
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, int | str, str], tuple[Counter, Histogram]] = {}
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
+    def observe_request(
+        self, method: str, route: str, status: int | str, seconds: float, protocol: str = "rest"
+    ) -> None:
+        """Count one request; `status` is the HTTP code (REST) or the gRPC status code's name (grpc)."""
+        key = (method, route, status, protocol)
         children = self._request_children.get(key)
         if children is None:
             children = (
-                self.requests.labels(method, route, str(status), *self._model_labels),
-                self.request_duration.labels(method, route, *self._model_labels),
+                self.requests.labels(protocol, method, route, str(status), *self._model_labels),
+                self.request_duration.labels(protocol, method, route, *self._model_labels),
             )
             self._request_children[key] = children
         children[0].inc()

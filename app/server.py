@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from app.config import Settings
 from app.metrics import Metrics
 from app.model import OnnxModel
+from app.request_ids import RequestIds
 from app.state import ServiceState
 from app.v2 import InferRoute, error_response
 from app.v2 import create_blueprint as create_v2_blueprint
@@ -23,8 +21,6 @@ from app.v2 import create_blueprint as create_v2_blueprint
 logger = logging.getLogger("app.server")
 access_logger = logging.getLogger("app.access")
 
-# Accept caller ids that are safe to echo into headers and logs; anything else gets a fresh id.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _KNOWN_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 # Probes and scrapes arrive every few seconds; logging them at INFO would drown the requests.
 _QUIET_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
@@ -112,23 +108,11 @@ class RequestObserver:
         self.wsgi_app = wsgi_app
         self.metrics = metrics
         self.access_log = access_log
-        self._new_id_prefix()
-        # Forked workers must not share the arbiter's prefix.
-        os.register_at_fork(after_in_child=self._new_id_prefix)
-
-    def _new_id_prefix(self) -> None:
-        # Generated ids are a random 64-bit per-process prefix plus a counter: unique like a uuid4 but
-        # without a getrandom() system call per request.
-        self._id_prefix = os.urandom(8).hex()
-        self._id_counter = itertools.count(1)
-
-    def _new_request_id(self) -> str:
-        return f"{self._id_prefix}{next(self._id_counter):016x}"
+        self.request_ids = RequestIds()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
-        incoming = environ.get("HTTP_X_REQUEST_ID")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else self._new_request_id()
+        request_id = self.request_ids.for_request(environ.get("HTTP_X_REQUEST_ID"))
         environ["ai_app.request_id"] = request_id
         status_line = ""
 
@@ -146,7 +130,7 @@ class RequestObserver:
         method = environ.get("REQUEST_METHOD", "")
         if method not in _KNOWN_METHODS:
             method = "OTHER"
-        self.metrics.observe_request(method, route, status, seconds)
+        self.metrics.observe_request(method, route, status, seconds, "rest")
         # Failed requests are always logged; ACCESS_LOG=false only drops the lines of successful ones.
         if status >= 400 or (self.access_log and route not in _QUIET_ROUTES):
             access_logger.info(

@@ -13,6 +13,12 @@ MLServer's pins conflict with this project's, so it runs from its own venv, crea
 
     python benchmarks/serving.py                       # print the table
     python benchmarks/serving.py --write-docs          # also update "## Serving" in docs/benchmarks.md
+    python benchmarks/serving.py --grpc-only --write-docs  # only the gRPC comparison ("## Serving over gRPC")
+
+gRPC (`--grpc`, `--grpc-only`): the same models served over the Open Inference Protocol's gRPC API by
+ours (GRPC_WORKERS processes) and by MLServer's gRPC endpoint, loaded by h2load (nghttp2's compiled
+HTTP/2 generator, `apt-get install nghttp2-client`) sending one fixed ModelInfer call of 1 row and
+of a 64-row batch with raw contents (benchmarks/grpc_load.py).
 
 Needs: wrk (`apt-get install wrk`), the project venv with the `bench` extra, network access to PyPI
 the first time (MLServer's venv).
@@ -44,6 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from app.config import Settings  # noqa: E402
 from app.training import TrainedModel, train_model  # noqa: E402
+from benchmarks.grpc_load import GrpcLoad, call_once, infer_request_bytes, run_h2load  # noqa: E402
 from benchmarks.svgchart import write_chart  # noqa: E402
 
 MODELS = ("iris-logreg", "iris-forest")
@@ -335,6 +342,237 @@ def bench_graceful_shutdown(model: TrainedModel, args: argparse.Namespace, work_
     return ShutdownResult(result, exit_code, delay)
 
 
+# --- gRPC ------------------------------------------------------------------------------------------
+
+GRPC_SECTION = "## Serving over gRPC"
+GRPC_BATCHES = (1, 64)
+
+
+def grpc_loads(
+    target: str, model: TrainedModel, outputs: list[str], args: argparse.Namespace, work_dir: Path
+) -> dict[int, GrpcLoad]:
+    """One h2load run per batch size against a running server; each call is checked once first."""
+    results = {}
+    for rows in GRPC_BATCHES:
+        request = infer_request_bytes(model.name, rows, outputs, ROW)
+        response_bytes = call_once(target, request)
+        results[rows] = run_h2load(
+            target, request, response_bytes, args.duration, args.warmup, args.connections, work_dir
+        )
+    return results
+
+
+def bench_ours_grpc(
+    model: TrainedModel, args: argparse.Namespace, work_dir: Path, access_log: bool
+) -> dict[int, GrpcLoad]:
+    port, grpc_port = free_port(), free_port()
+    env = {
+        **ours_env(model, args, port, access_log),
+        # gRPC workers carry the load; one HTTP worker stays for readiness and metrics, as in a pod.
+        "WEB_CONCURRENCY": "1",
+        "GRPC_PORT": str(grpc_port),
+        "GRPC_WORKERS": str(args.workers),
+    }
+    log = work_dir / f"ours-grpc-{model.name}-{access_log}.log"
+    with running([sys.executable, "-m", "app", "serve"], env, f"http://127.0.0.1:{port}/v2/health/ready", log, REPO):
+        target = f"127.0.0.1:{grpc_port}"
+        deadline = time.monotonic() + 60
+        while True:  # the gRPC workers start beside the HTTP one
+            try:
+                call_once(target, infer_request_bytes(model.name, 1, [], ROW))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        return grpc_loads(target, model, ["label", "probabilities"], args, work_dir)
+
+
+def bench_mlserver_grpc(
+    model: TrainedModel, args: argparse.Namespace, work_dir: Path, mlserver: Path, parallel_workers: int
+) -> dict[int, GrpcLoad]:
+    port, grpc_port = free_port(), free_port()
+    models_dir = work_dir / f"mlserver-grpc-{model.name}-{parallel_workers}"
+    model_dir = models_dir / model.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model.path.with_name("model.joblib"), model_dir / "model.joblib")
+    (models_dir / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": port,
+                "grpc_port": grpc_port,
+                "metrics_port": free_port(),
+                "parallel_workers": parallel_workers,
+            }
+        )
+    )
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": model.name,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": model.version},
+            }
+        )
+    )
+    log = work_dir / f"mlserver-grpc-{model.name}-{parallel_workers}.log"
+    ready = f"http://127.0.0.1:{port}/v2/models/{model.name}/ready"
+    with running([str(mlserver), "start", str(models_dir)], dict(os.environ), ready, log, models_dir):
+        return grpc_loads(f"127.0.0.1:{grpc_port}", model, ["predict", "predict_proba"], args, work_dir)
+
+
+def bench_empty_grpc(args: argparse.Namespace, work_dir: Path) -> GrpcLoad:
+    """The same gRPC stack with a servicer that answers without parsing or inference: the ceiling."""
+    port = free_port()
+    command = [sys.executable, str(REPO / "benchmarks" / "empty_grpc_server.py"), "--port", str(port),
+               "--workers", str(args.workers)]
+    with (work_dir / "empty-grpc.log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        target = f"127.0.0.1:{port}"
+        request = infer_request_bytes("empty", 1, [], ROW)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response_bytes = call_once(target, request)
+                break
+            except Exception:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        return run_h2load(target, request, response_bytes, args.duration, args.warmup, args.connections, work_dir)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def grpc_median(results: list[GrpcLoad]) -> GrpcLoad:
+    return GrpcLoad(
+        requests_per_s=statistics.median(r.requests_per_s for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+    )
+
+
+def bench_grpc(
+    models: dict[str, TrainedModel], args: argparse.Namespace, work_dir: Path, mlserver: Path
+) -> str:
+    """Ours (defaults, and ACCESS_LOG=false) against MLServer's best parallel_workers, over gRPC; the docs section."""
+    rows = []
+    tried_lines = []
+    rounds_lines = []
+    for name, model in models.items():
+        tried: dict[int, dict[int, GrpcLoad] | str] = {}
+        for setting in args.mlserver_parallel_workers:
+            try:
+                tried[setting] = bench_mlserver_grpc(model, args, work_dir, mlserver, setting)
+            except (SystemExit, subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+                tried[setting] = f"did not run: {exc}"
+            except Exception as exc:  # a gRPC error on the checking call: MLServer answered wrongly
+                tried[setting] = f"did not run: {type(exc).__name__}: {exc}"
+            print(f"{name} MLServer gRPC parallel_workers={setting}: {tried[setting]}", file=sys.stderr)
+        ran = {k: v for k, v in tried.items() if isinstance(v, dict) and not any(r.errors for r in v.values())}
+        if not ran:
+            raise SystemExit(f"no MLServer gRPC setting ran without errors: {tried}")
+        best = max(ran, key=lambda k: ran[k][1].requests_per_s)
+        for setting, result in tried.items():
+            figure = (
+                "; ".join(f"{b} rows {r.requests_per_s:,.0f} req/s, p99 {r.p99_ms:.1f} ms" for b, r in result.items())
+                if isinstance(result, dict) else result
+            )
+            tried_lines.append(f"- {name}, parallel_workers={setting}: {figure}{' (best)' if setting == best else ''}")
+        runs: dict[str, list[dict[int, GrpcLoad]]] = {"ours": [], "quiet": [], "theirs": []}
+        for round_number in range(1, args.rounds + 1):
+            runs["ours"].append(bench_ours_grpc(model, args, work_dir, access_log=True))
+            runs["quiet"].append(bench_ours_grpc(model, args, work_dir, access_log=False))
+            runs["theirs"].append(bench_mlserver_grpc(model, args, work_dir, mlserver, best))
+            print(f"{name} gRPC round {round_number}: " + str({k: v[-1] for k, v in runs.items()}), file=sys.stderr)
+        for batch in GRPC_BATCHES:
+            medians = {key: grpc_median([r[batch] for r in results]) for key, results in runs.items()}
+            rows.append((name, batch, best, medians))
+            for key, label in (("ours", "ai-app"), ("quiet", "ai-app, ACCESS_LOG=false"), ("theirs", "MLServer")):
+                figures = ", ".join(f"{r[batch].requests_per_s:,.0f} / {r[batch].p99_ms:.1f}" for r in runs[key])
+                rounds_lines.append(f"- {name}, {batch} rows, {label}: {figures}")
+    empty = bench_empty_grpc(args, work_dir)
+    print(f"empty gRPC servicer: {empty}", file=sys.stderr)
+    return grpc_report(rows, empty, tried_lines, rounds_lines, args)
+
+
+def grpc_report(
+    rows: list[tuple[str, int, int, dict[str, GrpcLoad]]],
+    empty: GrpcLoad,
+    tried_lines: list[str],
+    rounds_lines: list[str],
+    args: argparse.Namespace,
+) -> str:
+    command = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
+    lines = [
+        GRPC_SECTION,
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}, shared "
+        "with other jobs while measured (re-run on a quiet machine for absolute figures). Load: h2load "
+        f"(nghttp2, compiled, one thread), {args.connections} HTTP/2 connections with one call in flight each, "
+        f"{args.duration} s after a {args.warmup} s warm-up, {args.rounds} rounds alternating the servers (figures "
+        "are medians; errors are totals of failed calls: failed streams, or calls whose response message did not "
+        "arrive), loopback. Each call is one ModelInfer with FP32 raw_input_contents of 1 row or of a 64-row "
+        "batch, asking for the class and the class probabilities; each server's answer to it is checked once "
+        f"with grpcio before the load. Ours: `GRPC_WORKERS={args.workers}` gRPC processes (plus one idle HTTP "
+        f"worker), defaults otherwise; MLServer {MLSERVER_VERSION}'s gRPC endpoint serves the same estimator "
+        "through mlserver-sklearn in its best `parallel_workers` setting (below).",
+        "",
+        "| model | rows | server | requests/s | p50 ms | p99 ms | errors | requests/s vs MLServer | "
+        "p99 vs MLServer |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    for name, batch, best, medians in rows:
+        theirs = medians["theirs"]
+        for key, label in (("ours", "ai-app"), ("quiet", "ai-app, ACCESS_LOG=false")):
+            r = medians[key]
+            lines.append(
+                f"| {name} | {batch} | {label} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+                f"{r.errors} | {r.requests_per_s / theirs.requests_per_s:.2f}x | {r.p99_ms / theirs.p99_ms:.2f}x |"
+            )
+        lines.append(
+            f"| {name} | {batch} | MLServer, parallel_workers={best} | {theirs.requests_per_s:,.0f} | "
+            f"{theirs.p50_ms:.2f} | {theirs.p99_ms:.2f} | {theirs.errors} | 1x | 1x |"
+        )
+        ours = medians["ours"]
+        speedup, tail = ours.requests_per_s / theirs.requests_per_s, ours.p99_ms / theirs.p99_ms
+        met = speedup >= 5 and tail <= 0.25 and ours.errors == 0
+        verdicts.append(
+            f"{name}, {batch} rows (defaults): {speedup:.2f}x the requests/s, {tail:.2f}x the p99, {ours.errors} "
+            f"errors -> target (>= 5x, <= 0.25x, 0 errors) {'met' if met else 'NOT met'}; "
+            f"{ours.requests_per_s / empty.requests_per_s:.0%} of the empty-servicer ceiling"
+        )
+    lines += [
+        f"| (any) | 1 | empty gRPC servicer, same stack | {empty.requests_per_s:,.0f} | {empty.p50_ms:.2f} | "
+        f"{empty.p99_ms:.2f} | {empty.errors} | | |",
+        "",
+        *[f"- {v}" for v in verdicts],
+        "",
+        "The `empty gRPC servicer` line is the same processes, grpc.aio server and options answering ModelInfer "
+        "with a fixed response, without parsing or inference (benchmarks/empty_grpc_server.py): the ceiling of "
+        "the gRPC stack on this machine, and a floor for what h2load can drive (h2load and the servers share the "
+        "CPUs).",
+        "",
+        "MLServer gRPC settings tried (one run each; the best without errors is compared):",
+        "",
+        *tried_lines,
+        "",
+        "Every round (requests/s / p99 ms):",
+        "",
+        *rounds_lines,
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def median(results: list[LoadResult]) -> LoadResult:
     """Each figure's median over the rounds; errors are summed."""
     return LoadResult(
@@ -450,10 +688,10 @@ def write_charts(rows: list[tuple[str, LoadResult, LoadResult, LoadResult, float
                 groups=groups, note="lower is better")
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or append) the "## Serving" section, leaving the other sections as they are."""
+def write_section(text: str, path: Path, section: str = SECTION) -> None:
+    """Replace (or append) the `section` section, leaving the other sections as they are."""
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if pattern.search(current):
         updated = pattern.sub(lambda _: text + "\n", current, count=1)
     else:
@@ -474,7 +712,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlserver-parallel-workers", type=int, nargs="+", default=[0, 1, 2],
                         help="MLServer parallel_workers settings to try; the best that runs is compared")
     parser.add_argument("--write-docs", action="store_true", help=f"update {SECTION} in docs/benchmarks.md")
+    parser.add_argument("--grpc", action="store_true", help=f"also compare over gRPC ({GRPC_SECTION})")
+    parser.add_argument("--grpc-only", action="store_true", help="only the gRPC comparison")
     args = parser.parse_args(argv)
+    if (args.grpc or args.grpc_only) and shutil.which("h2load") is None:
+        print("h2load is not installed: apt-get install nghttp2-client", file=sys.stderr)
+        return 2
+    if args.grpc_only:
+        mlserver = ensure_mlserver_venv(args.mlserver_venv)
+        with tempfile.TemporaryDirectory(prefix="bench-serving-grpc-") as tmp:
+            work_dir = Path(tmp)
+            models = {name: train_model(name, work_dir / "models", save_joblib=True) for name in args.models}
+            grpc_text = bench_grpc(models, args, work_dir, mlserver)
+        print(grpc_text)
+        if args.write_docs:
+            write_section(grpc_text, DOCS, GRPC_SECTION)
+        return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
@@ -502,12 +755,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"empty app: {empty}", file=sys.stderr)
         shutdown = bench_graceful_shutdown(models[args.models[0]], args, work_dir)
         print(f"graceful shutdown: {shutdown}", file=sys.stderr)
+        grpc_text = bench_grpc(models, args, work_dir, mlserver) if args.grpc else None
     command = "python benchmarks/serving.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = report(rows, all_runs, mlserver_tried, empty, shutdown, args, command.strip())
     print(text)
+    if grpc_text:
+        print(grpc_text)
     if args.write_docs:
         write_section(text, DOCS)
         write_charts(rows, DOCS.parent)
+        if grpc_text:
+            write_section(grpc_text, DOCS, GRPC_SECTION)
     return 0
 
 

@@ -196,6 +196,11 @@ def check_promotion_gate(client: ArgoCDClient, application: str, revision: str, 
     short = revision[:12]
     if app.operation_phase in ("Running", "Terminating"):
         return GateResult(False, f"{application}: a sync operation is {app.operation_phase.lower()}")
+    # A failed PostSync hook (the chart's smoke check: the model did not answer) fails the operation
+    # while the resources may look Synced and Healthy: such a release is not promotable.
+    if app.operation_phase in ("Failed", "Error"):
+        detail = f": {app.operation_message}" if app.operation_message else ""
+        return GateResult(False, f"{application}: the last sync {app.operation_phase.lower()}{detail}")
     if app.sync_status != "Synced":
         at = ", ".join(r[:12] for r in app.revisions) or "unknown revision"
         return GateResult(False, f"{application} is {app.sync_status} (target {at}), not Synced at {short}")

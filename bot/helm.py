@@ -163,3 +163,16 @@ def template(chart: ChartSource, policy_root: Path, repo_root: Path, release: st
     options, chart_ref = chart_args(chart, policy_root, repo_root, where)
     return run_helm(["template"], [*options, f"--namespace={namespace}", f"--values={values_file}"],
                     [release, chart_ref])
+
+
+def template_package(package: Path, release: str, namespace: str, values_file: Path,
+                     where: str) -> subprocess.CompletedProcess[str]:
+    """`helm template RELEASE PACKAGE`: a chart package envbot pulled by digest (bot/charts.py)."""
+    check_release(release, namespace, where)
+    return run_helm(["template"], [f"--namespace={namespace}", f"--values={values_file}"], [release, str(package)])
+
+
+def pull(reference: str, destination: Path, ca_file: str | None) -> subprocess.CompletedProcess[str]:
+    """`helm pull REFERENCE` (oci://host/path/chart@sha256:...) into DESTINATION, trusting CA_FILE if given."""
+    options = [f"--destination={destination}"] + ([f"--ca-file={ca_file}"] if ca_file else [])
+    return run_helm(["pull"], options, [reference])

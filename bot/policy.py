@@ -6,7 +6,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from string import Formatter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -93,10 +93,14 @@ class App:
     chart: ChartSource
     source: str | None = None    # source repository of the app, when image labels do not say
     argocd_application: str = "{app}-{env}"
+    chart_pin: str = "{env}/chart.yaml"   # each environment's chart pin (an OCIRepository), beside values
     evaluation: EvaluationSpec | None = None   # data set envbot measures old and new models on
 
     def values_path(self, env: str) -> str:
         return self.values.format(env=env, app=self.name)
+
+    def chart_pin_path(self, env: str) -> str:
+        return self.chart_pin.format(env=env, app=self.name)
 
     def application(self, env: str) -> str:
         return self.argocd_application.format(env=env, app=self.name)
@@ -144,6 +148,14 @@ class Policy:
     def repo_path(self, app: App, env: str) -> str:
         """Path of the values file relative to the git root (what git log and trailers talk about)."""
         return posixpath.normpath(posixpath.join(self.prefix, app.values_path(env)))
+
+    def chart_pin_repo_path(self, app: App, env: str) -> str:
+        """Path of the environment's chart pin file relative to the git root."""
+        return str(PurePosixPath(self.prefix, app.chart_pin_path(env))) if self.prefix else app.chart_pin_path(env)
+
+    def env_paths(self, app: App, env: str) -> list[str]:
+        """The files that make ENV's release: its values (image, model) and its chart pin."""
+        return [self.repo_path(app, env), self.chart_pin_repo_path(app, env)]
 
 
 def find_policy(root: Path) -> Path:
@@ -244,15 +256,17 @@ def load_policy(root: Path) -> Policy:
         chart = spec.get("chart") or {}
         if not isinstance(chart, dict):
             raise fail(spec, "chart", f"apps.{name}.chart must be a mapping")
-        for key in ("values", "argocdApplication"):
+        for key in ("values", "argocdApplication", "chartPin"):
             problem = template_problem(str(spec[key])) if key in spec else None
             if problem:
                 raise fail(spec, key, f"apps.{name}.{key}: {problem}")
         values = str(spec.get("values", "{env}/values.yaml"))
-        example = posixpath.normpath(posixpath.join(prefix, values.format(env="x", app=str(name))))
-        if posixpath.isabs(values) or example == ".." or example.startswith("../"):
-            raise fail(spec, "values", f"apps.{name}.values: {values!r} must be a relative path inside "
-                                       f"the repository")
+        chart_pin = str(spec.get("chartPin", "{env}/chart.yaml"))
+        for key, template in (("values", values), ("chartPin", chart_pin)):
+            example = posixpath.normpath(posixpath.join(prefix, template.format(env="x", app=str(name))))
+            if posixpath.isabs(template) or example == ".." or example.startswith("../"):
+                raise fail(spec, key, f"apps.{name}.{key}: {template!r} must be a relative path inside "
+                                      f"the repository")
         try:
             evaluation = parse_evaluation(spec.get("evaluation"), f"apps.{name}.evaluation")
         except ValueError as exc:
@@ -264,6 +278,7 @@ def load_policy(root: Path) -> Policy:
                               version=None if chart.get("version") is None else str(chart.get("version"))),
             source=spec.get("source"),
             argocd_application=str(spec.get("argocdApplication", "{app}-{env}")),
+            chart_pin=chart_pin,
             evaluation=evaluation,
         )
     return Policy(file=path, prefix=prefix, environments=environments, apps=apps)

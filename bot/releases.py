@@ -54,13 +54,14 @@ def envbot_commit(ws: Workspace, commit: CommitInfo, identity: Identity) -> Comm
     return None
 
 
-def branch_commits(ws: Workspace, path: str, identity: Identity) -> Iterator[BranchCommit]:
-    """First-parent commits touching PATH, newest first, each with the envbot commit behind it."""
-    for commit in ws.walk([path]):
+def branch_commits(ws: Workspace, paths: str | list[str], identity: Identity) -> Iterator[BranchCommit]:
+    """First-parent commits touching PATHS (the release's files), newest first, each with the envbot commit
+    behind it."""
+    for commit in ws.walk([paths] if isinstance(paths, str) else paths):
         yield BranchCommit(commit, envbot_commit(ws, commit, identity))
 
 
-def commits_to_revert(ws: Workspace, path: str, app: str, env: str, identity: Identity,
+def commits_to_revert(ws: Workspace, paths: str | list[str], app: str, env: str, identity: Identity,
                       to: str | None) -> list[str]:
     """First-parent commits a rollback reverts, newest first.
 
@@ -73,7 +74,7 @@ def commits_to_revert(ws: Workspace, path: str, app: str, env: str, identity: Id
         raise BadInput(f"{to} is not in the history of {ws.branch}")
     reverted: set[str] = set()
     chosen: list[str] = []
-    for entry in branch_commits(ws, path, identity):
+    for entry in branch_commits(ws, paths, identity):
         if stop is not None and (ws.is_ancestor(entry.commit.sha, stop) or (
                 entry.envbot is not None and ws.is_ancestor(entry.envbot.sha, stop))):
             break

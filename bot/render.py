@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from bot import helm
 from bot.output import EnvbotError
 from bot.policy import App, Policy
+from bot.values import ChartPin
 from bot.yamlfile import load_yaml
 
 # GitHub caps a pull-request body at 65,536 characters, Azure Repos at 4,000 for the description shown
@@ -30,16 +31,34 @@ def repo_root(policy: Policy) -> Path:
     return policy.root.parents[depth - 1] if depth else policy.root
 
 
-def render(policy: Policy, app: App, namespace: str, values_text: str, display: str) -> dict[str, str]:
-    """Resource key -> manifest text of the chart rendered with VALUES_TEXT."""
+def helm_template(policy: Policy, app: App, namespace: str, values: Path, display: str,
+                  chart: ChartPin | None = None) -> str:
+    """The manifests of the chart with the VALUES file: CHART, the environment's pin (checked against the
+    repository promotion.yaml allows, pulled by digest), when it has one; else the chart promotion.yaml names."""
+    if chart is not None and chart.repository:
+        from bot.charts import check_allowed, fetch_chart
+
+        check_allowed(chart, app.chart, display)
+        proc = helm.template_package(fetch_chart(chart, display), app.name, namespace, values, display)
+    elif app.chart.path or (app.chart.repo and app.chart.name):
+        proc = helm.template(app.chart, policy.root, repo_root(policy), app.name, namespace, values,
+                             f"{policy.file.name}: apps.{app.name}.chart")
+    else:
+        raise EnvbotError(f"{display}: no chart pin for this environment, and {policy.file.name} names no chart "
+                          f"(apps.{app.name}.chart path, or repo and name)")
+    if proc.returncode != 0:
+        raise EnvbotError(f"helm template with {display} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def render(policy: Policy, app: App, namespace: str, values_text: str, display: str,
+           chart: ChartPin | None = None) -> dict[str, str]:
+    """Resource key -> manifest text of the environment's chart (see helm_template) with VALUES_TEXT."""
     with tempfile.TemporaryDirectory(prefix="envbot-render-") as tmp:
         values = Path(tmp) / "values.yaml"
         values.write_text(values_text)
-        proc = helm.template(app.chart, policy.root, repo_root(policy), app.name, namespace, values,
-                             f"{policy.file.name}: apps.{app.name}.chart")
-    if proc.returncode != 0:
-        raise EnvbotError(f"helm template with {display} failed: {proc.stderr.strip()}")
-    return split_manifests(proc.stdout, namespace)
+        text = helm_template(policy, app, namespace, values, display, chart)
+    return split_manifests(text, namespace)
 
 
 def split_manifests(text: str, namespace: str) -> dict[str, str]:

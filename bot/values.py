@@ -21,6 +21,8 @@ from bot.yamlfile import BOM, compose_yaml, load_yaml, read_text
 IMAGE_KEYS = ("repository", "tag", "digest")
 MODEL_KEYS = ("source", "name", "version", "uri", "sha256")
 PINNED = {"image": IMAGE_KEYS, "model": MODEL_KEYS}
+# The chart pin lives in the environment's chart file, a Flux OCIRepository: spec.url, spec.ref.{tag,digest}.
+CHART_KEYS = ("repository", "version", "digest")
 _PLAIN_SAFE = re.compile(r"^[A-Za-z0-9_./:@+-]+$")
 # Anchors, aliases, merge keys, tags: read_pin_fast leaves these to read_pin_text, which refuses them on
 # pinned fields with their line (and counts an alias bomb before expanding it).
@@ -52,12 +54,28 @@ class ModelPin:
 
 
 @dataclass(frozen=True)
+class ChartPin:
+    repository: str = ""         # oci://<registry>/<path>/<chart name>
+    version: str = ""            # the chart version, also its OCI tag
+    digest: str = ""             # the OCI manifest digest: what deploys
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.version}" + (f"@{self.digest}" if self.digest else "")
+
+    @property
+    def label(self) -> str:
+        return f"{self.repository}:{self.version}@{self.digest}" if self.digest else self.repository
+
+
+@dataclass(frozen=True)
 class ReleasePin:
     image: ImagePin
     model: ModelPin
+    chart: ChartPin = ChartPin()     # empty: the environment has no chart file (policy's chart is used)
 
     def as_dict(self) -> dict[str, dict[str, str]]:
-        return {"image": asdict(self.image), "model": asdict(self.model)}
+        return {"image": asdict(self.image), "model": asdict(self.model), "chart": asdict(self.chart)}
 
 
 def _load(text: str, display: str) -> Any:
@@ -166,24 +184,27 @@ def _refuse_shared(node: Node, refs: dict[int, int], display: str, what: str, li
                        f"{what} written out in full (no anchors, aliases or merge keys)")
 
 
-def _section_node(root: MappingNode, name: str, refs: dict[int, int], display: str) -> MappingNode:
-    found = _find(root, name)
+def _section_node(parent: MappingNode, name: str, refs: dict[int, int], display: str,
+                  pinned: tuple[str, ...] = (), where: str | None = None) -> MappingNode:
+    """The mapping under NAME in PARENT (WHERE: its dotted path), refusing anchors, aliases and merge keys."""
+    where = where or name
+    found = _find(parent, name)
     if found is None:
-        merge = next((k for k, _ in root.value if k.tag.endswith(":merge")), None)
+        merge = next((k for k, _ in parent.value if k.tag.endswith(":merge")), None)
         if merge is not None:
-            raise BadInput(f"{display}:{_line(merge)}: '{name}' comes from a YAML merge key (<<); write "
-                           f"{name}: out in full so envbot can pin it")
-        raise BadInput(f"{display}: no '{name}:' mapping to pin (add {name}: with its keys)")
+            raise BadInput(f"{display}:{_line(merge)}: '{where}' comes from a YAML merge key (<<); write "
+                           f"{where}: out in full so envbot can pin it")
+        raise BadInput(f"{display}: no '{where}:' mapping to pin (add {name}: with its keys)")
     key_node, section = found
     if not isinstance(section, MappingNode):
-        raise BadInput(f"{display}:{_line(key_node)}: '{name}' must be a mapping")
-    _refuse_shared(section, refs, display, f"'{name}'", _line(key_node))
+        raise BadInput(f"{display}:{_line(key_node)}: '{where}' must be a mapping")
+    _refuse_shared(section, refs, display, f"'{where}'", _line(key_node))
     for field_key, field_value in section.value:
         if field_key.tag.endswith(":merge"):
-            raise BadInput(f"{display}:{_line(field_key)}: '{name}' has a YAML merge key (<<); envbot edits "
-                           f"only {name}: written out in full (no anchors, aliases or merge keys)")
-        if isinstance(field_key, ScalarNode) and field_key.value in PINNED[name]:
-            _refuse_shared(field_value, refs, display, f"{name}.{field_key.value}", _line(field_key))
+            raise BadInput(f"{display}:{_line(field_key)}: '{where}' has a YAML merge key (<<); envbot edits "
+                           f"only {where}: written out in full (no anchors, aliases or merge keys)")
+        if isinstance(field_key, ScalarNode) and field_key.value in pinned:
+            _refuse_shared(field_value, refs, display, f"{where}.{field_key.value}", _line(field_key))
     return section
 
 
@@ -198,19 +219,26 @@ def _newline_near(text: str, index: int) -> str:
     return "\r\n" if text[max(end - 2, 0):end] == "\r\n" else "\n"
 
 
-def _set_field(text: str, section_name: str, key: str, value: str, display: str) -> str:
-    """TEXT with SECTION.KEY set to VALUE: a splice at the scalar's exact position; everything else kept."""
+def _set_field(text: str, section_path: str | tuple[str, ...], key: str, value: str, display: str) -> str:
+    """TEXT with SECTION.KEY set to VALUE (SECTION a top-level key or a path of nested keys): a splice at
+    the scalar's exact position; everything else kept."""
     root = compose_yaml(text, display)
     if not isinstance(root, MappingNode):
         raise BadInput(f"{display}:1: expected a mapping at the top level")
     refs = _references(root)
-    section = _section_node(root, section_name, refs, display)
+    names = (section_path,) if isinstance(section_path, str) else section_path
+    section, section_where = root, ""
+    for index, name in enumerate(names):
+        section_where = f"{section_where}.{name}" if section_where else name
+        last = index == len(names) - 1
+        pinned = PINNED.get(section_where, (key,)) if last else ()
+        section = _section_node(section, name, refs, display, pinned, section_where)
     found = _find(section, key)
-    where = f"{section_name}.{key}"
+    where = f"{section_where}.{key}"
     if found is None:
         if not value:
             return text
-        return _insert_field(text, section, key, value, display, section_name)
+        return _insert_field(text, section, key, value, display, section_where)
     key_node, node = found
     if not isinstance(node, ScalarNode):
         raise BadInput(f"{display}:{_line(key_node)}: {where} must be a scalar")
@@ -263,4 +291,53 @@ def edit_pin_text(text: str, pin: ReleasePin, display: str) -> str:
     written = read_pin_text(body, display)
     if written.image != pin.image or (any(asdict(pin.model).values()) and written.model != pin.model):
         raise BadInput(f"{display}: editing the pin did not round-trip; refusing to write it")
+    return bom + body
+
+
+# --- the chart pin: <env>/chart.yaml, a Flux OCIRepository whose spec.url/spec.ref envbot owns ----------
+
+_CHART_FIELDS = (("repository", ("spec",), "url"), ("version", ("spec", "ref"), "tag"),
+                 ("digest", ("spec", "ref"), "digest"))
+
+
+def _chart_mapping(doc: Any, keys: tuple[str, ...], display: str) -> Any:
+    node, where = doc, ""
+    for key in keys:
+        where = f"{where}.{key}" if where else key
+        child = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            line = f":{node.lc.key(key)[0] + 1}" if isinstance(node, dict) and key in node else ""
+            raise EnvbotError(f"{display}{line}: '{where}' must be a mapping (the chart pin is an OCIRepository "
+                              f"with spec.url and spec.ref.tag/digest)")
+        node = child
+    return node
+
+
+def read_chart_pin_text(text: str, display: str) -> ChartPin:
+    doc = _load(text, display)
+    if not isinstance(doc, dict):
+        raise EnvbotError(f"{display}:1: expected a mapping at the top level")
+    if doc.get("kind") != "OCIRepository":
+        raise EnvbotError(f"{display}: kind must be OCIRepository (the environment's chart pin), "
+                          f"not {doc.get('kind')!r}")
+    values = {}
+    for name, keys, key in _CHART_FIELDS:
+        mapping = _chart_mapping(doc, keys, display)
+        value = mapping.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            raise EnvbotError(f"{display}:{mapping.lc.key(key)[0] + 1}: {'.'.join(keys)}.{key} must be a scalar")
+        values[name] = "" if value is None else str(value)
+    return ChartPin(**values)
+
+
+def edit_chart_pin_text(text: str, chart: ChartPin, display: str) -> str:
+    """TEXT with spec.url, spec.ref.tag and spec.ref.digest set to CHART; every other byte (line endings,
+    BOM) unchanged; anchored or aliased fields are refused like the image and model pins."""
+    read_chart_pin_text(text, display)   # the shape is right before anything is edited
+    bom = BOM if text.startswith(BOM) else ""
+    body = text[len(bom):]
+    for name, keys, key in _CHART_FIELDS:
+        body = _set_field(body, keys, key, getattr(chart, name), display)
+    if read_chart_pin_text(body, display) != chart:
+        raise BadInput(f"{display}: editing the chart pin did not round-trip; refusing to write it")
     return bom + body

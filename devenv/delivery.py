@@ -4,14 +4,19 @@ Azurite stands in for Blob, an OCI registry over TLS for ACR, the Docker engine 
 the image, and a bare Git repository is the environments remote. The stages are those of
 azure-pipelines.yml followed by what people do with envbot:
 
-  train + publish model v1 -> CI: fetch model by digest, build, push, envbot update dev
+  train + publish model v1 -> platform team: publish the chart, seed the environments repo (the
+  separate-repository layout of docs/bootstrap-aks.md: environments/ only, no charts/ beside it), every
+  environment pinning that chart and model v1 -> CI: fetch model by digest, build, push image and chart,
+  envbot update dev
   -> promote dev->staging (PR branch + rendered diff), merge -> promote staging->prod, merge
+  -> chart-only release: change a template, CI publishes the chart, dev gets it; prod renders the
+     same manifests until the promotion PR (whose diff shows the template change) is merged
   -> publish model v2 -> update dev -> promote to staging and prod
   -> roll prod back with git revert
   -> proposals on: update dev (model only) -> envbot propose opens staging red, soak passes, green,
      reviewer merges -> propose opens prod and merges it itself once green (autoMerge)
   -> status, history
-  -> run the release prod pins, as the chart renders it, and predict
+  -> run the release prod pins, as its pinned chart renders it, and predict
   -> start `envbot dashboard` over the environments remote, print its address, check it answers
      (stopped with the run unless --serve-dashboard keeps it up).
 
@@ -48,6 +53,8 @@ IMAGE_REPOSITORY = "ai-app"
 # The people of the story: who merges pull requests in the environments repo.
 REVIEWER = ("Riley Reviewer", "riley@example.invalid")
 SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+# The chart-only release's template change: one more pod annotation.
+CHART_CHANGE = 'ai-app.io/rollout-note: "chart-only release"'
 
 
 @dataclass
@@ -60,6 +67,7 @@ class DeliveryRun:
     remote: Path | None = None
     models: dict[str, dict[str, str]] = field(default_factory=dict)
     image_ref: str = ""
+    chart_refs: dict[str, str] = field(default_factory=dict)   # build number -> oci://...:version@digest
     revision: str = field(default_factory=lambda: _git_head())  # the source commit CI builds
     runner: StageRunner = field(default_factory=StageRunner)
     prediction: dict | None = None
@@ -111,19 +119,50 @@ class DeliveryRun:
 
         BlobServiceClient.from_connection_string(self.azurite.connection_string).create_container(CONTAINER)
 
-    def create_environments_remote(self) -> None:
-        """A bare repo seeded from environments/ and the chart, as a platform team would set it up.
+    def publish_chart(self, build: str, chart_dir: Path = REPO_ROOT / "charts" / APP,
+                      revision: str | None = None) -> None:
+        """What CI's pushChart step runs: package, `helm push` to the registry once, record the digest."""
+        assert self.registry is not None
+        publish_chart = _pipeline_script("publish_chart")
+        version = publish_chart.chart_version(chart_dir, build, revision or self.revision)
+        print(f"    $ pipelines/scripts/publish_chart.py --chart {chart_dir.name} --build {build} (version {version})")
+        try:
+            ref = publish_chart.publish(chart_dir, f"oci://{self.registry.host}/helm", version,
+                                        str(self.registry.ca_file), helm.helm_binary())
+        except SystemExit as exc:
+            raise StageFailed(str(exc)) from exc
+        self.chart_refs[build] = ref
+        print(f"    pushed {ref}")
 
-        Soak times and freeze windows are switched off here so the whole flow runs in minutes on any
-        day of the week; everything else is the template as committed.
+    def create_environments_remote(self) -> None:
+        """A bare repo seeded from environments/ alone, as docs/bootstrap-aks.md has a platform team do it.
+
+        The separate-repository layout: no charts/ beside it, so every environment renders only the
+        chart it pins; the seed pins the chart the platform team published first. Soak times and freeze
+        windows are switched off here so the whole flow runs in minutes on any day of the week;
+        everything else is the template as committed.
         """
+        from bot.charts import parse_chart_ref
+        from bot.values import ModelPin, ReleasePin, edit_chart_pin_text, edit_pin_text, read_pin_text
+
+        self.publish_chart("1")
         self.remote = self.workdir / "environments.git"
         seed = self.workdir / "seed"
         shutil.copytree(REPO_ROOT / "environments", seed / "environments")
-        shutil.copytree(REPO_ROOT / "charts" / APP, seed / "charts" / APP)
         promotion = seed / "environments" / "promotion.yaml"
         lines = promotion.read_text().splitlines(keepends=True)
-        promotion.write_text("".join(_without_gates(lines)))
+        # The placeholder registry replaced by this one, as docs/bootstrap-aks.md has people do.
+        text = "".join(_without_gates(lines)).replace("oci://aiappacr.azurecr.io/helm", f"oci://{self.registry.host}/helm")
+        promotion.write_text(text)
+        first = parse_chart_ref(self.chart_refs["1"])
+        for pin_file in sorted((seed / "environments").glob("*/chart.yaml")):
+            pin_file.write_text(edit_chart_pin_text(pin_file.read_text(), first, pin_file.name))
+        # Every environment starts on the first published model (promotions read the model they replace).
+        model = self.models["1"]
+        for values_file in sorted((seed / "environments").glob("*/values.yaml")):
+            current = read_pin_text(values_file.read_text(), values_file.name)
+            seeded = ReleasePin(current.image, ModelPin("blob", MODEL_NAME, "1", model["uri"], model["sha256"]))
+            values_file.write_text(edit_pin_text(values_file.read_text(), seeded, values_file.name))
         self.git("init", "--quiet", "--initial-branch=main", cwd=seed)
         self.git("add", ".", cwd=seed)
         self.git("-c", "user.name=Platform Team", "-c", "user.email=platform@example.invalid",
@@ -174,9 +213,40 @@ class DeliveryRun:
         self.image_ref = pinned[0]
         print(f"    pushed {target}:{revision} and :{build_id} -> {self.image_ref}")
 
-    def update_dev(self, model_version: str) -> None:
+    def update_dev(self, model_version: str, chart_build: str = "2") -> None:
         self.envbot("update", "dev", "--image", self.image_ref, "--model", self.models[model_version]["uri"],
-                    "--source-repo", REPO_ROOT)
+                    "--chart", self.chart_refs[chart_build], "--source-repo", REPO_ROOT)
+
+    def ci_publish_changed_chart(self) -> None:
+        """A commit that changes only a chart template; CI publishes it as a new chart version."""
+        source = self.workdir / "chart-change"
+        chart = source / "charts" / APP
+        shutil.copytree(REPO_ROOT / "charts" / APP, chart)
+        deployment = chart / "templates" / "deployment.yaml"
+        deployment.write_text(_with_pod_annotation(deployment.read_text(), CHART_CHANGE))
+        self.git("init", "--quiet", "--initial-branch=main", cwd=source)
+        self.git("add", ".", cwd=source)
+        self.git("-c", "user.name=App Developer", "-c", "user.email=dev@example.invalid", "commit", "--quiet",
+                 "-m", "chart: annotate the pods with a rollout note", cwd=source)
+        revision = self.git("rev-parse", "HEAD", cwd=source).strip()
+        self.publish_chart("3", chart, revision)
+
+    def chart_only_release(self) -> None:
+        """dev gets the new chart at once; prod renders the same manifests until its promotion is merged."""
+        prod_before = self.git("ls-remote", self.remote_url, "refs/heads/main", cwd=self.workdir).split()[0]
+        self.envbot("update", "dev", "--image", self.image_ref, "--chart", self.chart_refs["3"])
+        self.promote_and_merge("dev", "staging")
+        description = self.envbot("promote", "staging", "prod", "--source-repo", REPO_ROOT)
+        if f"+        {CHART_CHANGE}" not in description or "`chart.version`" not in description:
+            raise StageFailed("the prod promotion's pull request does not show the chart row and the template change")
+        unchanged = self.envbot("diff", f"prod@{prod_before}", "prod")
+        if unchanged.strip() != "No rendered change.":
+            raise StageFailed(f"prod's rendered manifests changed before the promotion was merged:\n{unchanged}")
+        print("    prod renders the same manifests while the promotion pull request is open")
+        self.merge_pull_request(f"envbot/promote-{APP}-prod", "promotion to prod")
+        merged = self.envbot("diff", f"prod@{prod_before}", "prod")
+        if f"+        {CHART_CHANGE}" not in merged:
+            raise StageFailed("prod does not render the template change after the merge")
 
     def promote_and_merge(self, src: str, dst: str) -> None:
         self.envbot("promote", src, dst, "--source-repo", REPO_ROOT)
@@ -204,14 +274,24 @@ class DeliveryRun:
         self.envbot("history", "prod")
 
     def run_prod_release(self) -> None:
-        """Render the chart with prod's values as Argo CD would, then run that pod in Docker."""
+        """Render prod's pinned chart with prod's values as Argo CD would, then run that pod in Docker."""
+        from bot.values import read_chart_pin_text
+
         assert self.azurite is not None and self.registry is not None
         checkout = self.workdir / "prod-checkout"
         self.git("clone", "--quiet", "--depth", "1", self.remote_url, checkout, cwd=self.workdir)
+        chart = read_chart_pin_text((checkout / "environments" / "prod" / "chart.yaml").read_text(), "prod/chart.yaml")
+        pulled = self.workdir / "prod-chart"
+        pulled.mkdir()
+        # Argo CD's OCI source: the chart by the digest prod pins.
+        run_command([helm.helm_binary(), "pull", "--destination", pulled, "--ca-file", self.registry.ca_file,
+                     "--", f"{chart.repository}@{chart.digest}"], env=self.env)
+        (package,) = pulled.glob("*.tgz")
+        print(f"    prod pins chart {chart.repository}:{chart.version}@{chart.digest}")
         port = free_port()
         secret = "ai-app-storage"
         rendered = run_command([
-            helm.helm_binary(), "template", APP, checkout / "charts" / APP,
+            helm.helm_binary(), "template", APP, package,
             "--namespace", "ai-app-prod",
             "-f", checkout / "environments" / "prod" / "values.yaml",
             # Local differences from AKS: no workload identity here, so the Azurite connection string
@@ -221,6 +301,8 @@ class DeliveryRun:
             "--set", f"server.port={port}",
         ], env=self.env, show=False)
         deployment = _find(rendered, "Deployment")
+        if CHART_CHANGE.split(": ")[0] not in deployment["spec"]["template"]["metadata"].get("annotations", {}):
+            raise StageFailed("prod's pinned chart is not the chart-only release (its annotation is missing)")
         spec = pod_spec_of(deployment)
         pin_image = spec["containers"][0]["image"]
         print(f"    prod pins {pin_image}")
@@ -261,16 +343,19 @@ class DeliveryRun:
     def stages(self) -> list[tuple[str, object]]:
         return [
             ("Start the local Azure stand-ins (Docker engine, OCI registry over TLS, Azurite)", self.start_services),
-            ("Create the environments repo (bare Git remote)", self.create_environments_remote),
             ("Data scientist: train and publish model v1 to Blob", lambda: self.publish_model("1")),
+            ("Create the environments repo (bare Git remote)", self.create_environments_remote),
             ("CI: fetch the pinned model by digest", self.ci_fetch_model),
             ("CI: build the image with the model baked in", self.ci_build_image),
             ("CI: push the image to the registry", self.ci_push_image),
+            ("CI: push the chart to the registry (helm push), record its digest", lambda: self.publish_chart("2")),
             ("CI: envbot update dev", lambda: self.update_dev("1")),
             ("Promote dev -> staging (pull request) and merge", lambda: self.promote_and_merge("dev", "staging")),
             ("Promote staging -> prod (pull request) and merge", lambda: self.promote_and_merge("staging", "prod")),
+            ("Chart-only change: CI publishes the changed chart", self.ci_publish_changed_chart),
+            ("Chart-only release: dev gets it, prod only when its promotion is merged", self.chart_only_release),
             ("Data scientist: publish model v2", lambda: self.publish_model("2")),
-            ("Model release: envbot update dev with model v2", lambda: self.update_dev("2")),
+            ("Model release: envbot update dev with model v2", lambda: self.update_dev("2", chart_build="3")),
             ("Promote model v2 dev -> staging, merge", lambda: self.promote_and_merge("dev", "staging")),
             ("Promote model v2 staging -> prod, merge", lambda: self.promote_and_merge("staging", "prod")),
             ("Roll prod back with git revert, merge", lambda: self.rollback_and_merge("prod")),
@@ -306,6 +391,24 @@ def _without_gates(lines: list[str]) -> list[str]:
         else:
             out.append(line)
     return out
+
+
+def _pipeline_script(name: str):  # -> module
+    """A script of pipelines/scripts (what CI runs), loaded by path: they are not a package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "pipelines" / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _with_pod_annotation(deployment: str, annotation: str) -> str:
+    """The chart's Deployment template with ANNOTATION as one more pod annotation."""
+    index = deployment.index("ai-app.io/model-sha256:")
+    line_start = deployment.rindex("\n", 0, index) + 1
+    return deployment[:line_start] + deployment[line_start:index] + annotation + "\n" + deployment[line_start:]
 
 
 def _find(rendered: str, kind: str) -> dict:
@@ -349,7 +452,8 @@ def _print_summary(run: DeliveryRun, timings: Path | None) -> None:
             {"stages": [t.__dict__ for t in run.runner.timings], "lead_time_seconds": lead}, indent=2))
     dashboard = run.dashboard.url if run.dashboard else "-"
     print(f"""
-Done. prod runs {MODEL_NAME} v1 again after the rollback (v2 was reverted with git revert).
+Done. prod runs {MODEL_NAME} v1 again after the rollback (v2 was reverted with git revert), with the
+chart-only release it was promoted (the rollback reverted the model release, not the chart).
 Next steps:
   - inspect the environments repo: git clone {run.remote_url} && git -C environments log --stat
   - try envbot yourself: .venv/bin/envbot status --repo {run.remote_url}

@@ -5,7 +5,8 @@ one after the other to completion, then its containers start; each keeps the ren
 groups, read-only root filesystem, dropped capabilities, no-new-privileges, env (with Secret and
 ConfigMap references resolved from what the caller supplies), command/args and resource limits.
 emptyDir volumes are host directories shared by the pod's containers, created as the kubelet does
-(mode 0777, group fsGroup, setgid). Probes are evaluated from the rendered spec (httpGet, tcpSocket).
+(mode 0777, group fsGroup, setgid). Probes are evaluated from the rendered spec (httpGet, tcpSocket,
+grpc).
 
 Containers share the host network (`--network host`), so services on 127.0.0.1 such as Azurite
 are reachable and probes hit 127.0.0.1:<containerPort>. Render the chart with a free port.
@@ -159,7 +160,9 @@ class Pod:
             with socket.socket() as sock:
                 sock.settimeout(timeout)
                 return sock.connect_ex(("127.0.0.1", self.port(container, probe["tcpSocket"]["port"]))) == 0
-        raise PodError(f"{kind}Probe of {container!r}: only httpGet and tcpSocket probes are supported")
+        if "grpc" in probe:
+            return _grpc_health_check(int(probe["grpc"]["port"]), probe["grpc"].get("service", ""), timeout)
+        raise PodError(f"{kind}Probe of {container!r}: only httpGet, tcpSocket and grpc probes are supported")
 
     def wait_exit(self, container: str, timeout: float = 300.0) -> int:
         """Wait for a container of a run-to-completion pod (a Job, a `helm test` Pod); its exit code."""
@@ -336,3 +339,18 @@ class Pod:
         if result.returncode != 0:
             output = result.stdout[-2000:] + result.stderr[-4000:]
             raise PodError(f"init container {name!r} exited with {result.returncode}:\n{output}")
+
+
+def _grpc_health_check(port: int, service: str, timeout: float) -> bool:
+    """The kubelet's grpc probe: grpc.health.v1.Health/Check for `service`; passes on SERVING only."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING

@@ -68,6 +68,7 @@ def enable_proposals(run: DeliveryRun) -> None:
     A separate app keeps ai-app's story (its rollback, the release prod runs) as it is: propose runs
     with --app APP.
     """
+    from bot.policy import load_policy
     from bot.values import edit_pin_text, read_pin_text
 
     clone = Path(tempfile.mkdtemp(prefix="platform-", dir=run.workdir))
@@ -78,10 +79,14 @@ def enable_proposals(run: DeliveryRun) -> None:
         for env in ("dev", "staging", "prod"):
             text = (root / env / "values.yaml").read_text()
             (root / env / f"{APP}.yaml").write_text(edit_pin_text(text, release, f"{env}/{APP}.yaml"))
+            # Its own chart pin, starting where ai-app's is: the chart moves with its releases too.
+            shutil.copyfile(root / env / "chart.yaml", root / env / f"{APP}-chart.yaml")
+        chart = load_policy(clone).app("ai-app").chart
         policy = root / "promotion.yaml"
         text = policy.read_text()
         text = text.replace("\napps:\n", f'\napps:\n  {APP}:\n    values: "{{env}}/{APP}.yaml"\n'
-                                         f"    chart:\n      path: ../charts/ai-app\n", 1)
+                                         f'    chartPin: "{{env}}/{APP}-chart.yaml"\n'
+                                         f"    chart:\n      repo: {chart.repo}\n      name: {chart.name}\n", 1)
         blocks = text.split("  - name: ")
         for index, block in enumerate(blocks):
             name = block.split("\n", 1)[0].strip()

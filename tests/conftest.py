@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.images",
     "tests.fixtures.envbot",
+    "tests.fixtures.charts",
 ]
 
 

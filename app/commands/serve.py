@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2)")
     parser.add_argument("--threads", type=int, help="app threads per worker (default: $WEB_THREADS or 1)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC port, 0 for none (default: $GRPC_PORT or 0)")
+    parser.add_argument("--grpc-workers", type=int, help="gRPC worker processes (default: $GRPC_WORKERS or 1)")
 
 
 def _metrics_dir() -> tuple[Path, bool]:
@@ -51,9 +53,20 @@ def run(args: argparse.Namespace) -> int:
         "PORT": args.port,
         "WEB_CONCURRENCY": args.workers,
         "WEB_THREADS": args.threads,
+        "GRPC_PORT": args.grpc_port,
+        "GRPC_WORKERS": args.grpc_workers,
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.LOG_LEVEL)
+    if settings.GRPC_PORT and settings.GRPC_PORT == settings.PORT:
+        logger.error(f"GRPC_PORT and PORT are both {settings.PORT}; gRPC needs a port of its own")
+        return 2
+    if not 0 <= settings.GRPC_PORT <= 65535 or settings.GRPC_WORKERS < 1:
+        logger.error(
+            f"GRPC_PORT={settings.GRPC_PORT}, GRPC_WORKERS={settings.GRPC_WORKERS}: "
+            "need a port from 0 (no gRPC) to 65535 and at least 1 worker"
+        )
+        return 2
     if not settings.MODEL_PATH:
         logger.error("MODEL_PATH is not set; point it at the ONNX model file to serve")
         return 2

@@ -129,7 +129,7 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _check_int_range(array: np.ndarray, dtype: np.dtype, datatype: str, where: str) -> None:
+def check_int_range(array: np.ndarray, dtype: np.dtype, datatype: str, where: str) -> None:
     # astype() wraps around silently; compare as Python ints so uint64/int64 edges are exact too.
     if array.size:
         info = np.iinfo(dtype)
@@ -161,7 +161,7 @@ def _from_json_data(data: Any, datatype: str, dtype: np.dtype, count: int, where
         elif kind not in _INT_KINDS:
             raise V2Error(f"{where}.data must hold integers for datatype {datatype}")
         else:
-            _check_int_range(array, dtype, datatype, where)
+            check_int_range(array, dtype, datatype, where)
         if array.dtype != dtype:
             with np.errstate(over="ignore"):  # overflow is detected just below
                 array = array.astype(dtype)
@@ -188,7 +188,13 @@ def _flatten(data: list[Any], where: str) -> list[Any]:
     return flat
 
 
-def _from_binary(chunk: memoryview, datatype: str, dtype: np.dtype, count: int, where: str) -> np.ndarray:
+def from_binary(
+    chunk: memoryview, datatype: str, dtype: np.dtype, count: int, where: str, source: str | None = None
+) -> np.ndarray:
+    """The tensor in a binary chunk (V2 binary extension or gRPC raw contents), checked against the shape.
+
+    `source` names the field that gave the chunk's size, for the error message.
+    """
     if datatype == "BYTES":
         items: list[str] = []
         offset, end = 0, len(chunk)
@@ -198,7 +204,7 @@ def _from_binary(chunk: memoryview, datatype: str, dtype: np.dtype, count: int, 
             (length,) = struct.unpack_from("<I", chunk, offset)
             offset += 4
             if offset + length > end:
-                raise V2Error(f"{where}: BYTES element overruns binary_data_size")
+                raise V2Error(f"{where}: BYTES element overruns {source or 'binary_data_size'}")
             try:
                 items.append(bytes(chunk[offset : offset + length]).decode("utf-8"))
             except UnicodeDecodeError:
@@ -211,10 +217,39 @@ def _from_binary(chunk: memoryview, datatype: str, dtype: np.dtype, count: int, 
         return array
     if len(chunk) != count * dtype.itemsize:
         raise V2Error(
-            f"{where}.parameters.binary_data_size is {len(chunk)} bytes but shape needs "
+            f"{source or where + '.parameters.binary_data_size'} is {len(chunk)} bytes but shape needs "
             f"{count * dtype.itemsize} bytes of {datatype}"
         )
     return np.frombuffer(chunk, dtype=dtype)
+
+
+def check_input(
+    model: OnnxModel, feeds: dict[str, np.ndarray], where: str, name: Any, datatype: Any, shape: Any
+) -> tuple[tuple[int, ...], int, np.dtype]:
+    """Check one input tensor's name, datatype and shape against the model; its shape, size and dtype.
+
+    `where` locates the tensor in the request (inputs[i]); `feeds` holds the inputs seen so far.
+    """
+    spec = model.inputs.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise V2Error(f"{where}.name {name!r} is not an input of the model; inputs: {list(model.inputs)}")
+    if name in feeds:
+        raise V2Error(f"{where}: input {name!r} given twice")
+    where = f"input {name!r}"
+    if datatype != spec.datatype:
+        if not isinstance(datatype, str) or datatype not in BY_NAME:
+            raise V2Error(f"{where}: unknown datatype {datatype!r}")
+        raise V2Error(f"{where}: datatype {datatype} does not match the model's {spec.datatype}")
+    shape = _shape(shape, where)
+    if len(shape) != len(spec.shape) or any(m not in (-1, d) for m, d in zip(spec.shape, shape, strict=True)):
+        raise V2Error(f"{where}: shape {list(shape)} does not fit the model's {list(spec.shape)} (-1: any)")
+    return shape, math.prod(shape), BY_NAME[datatype].dtype
+
+
+def check_all_inputs(model: OnnxModel, feeds: dict[str, np.ndarray]) -> None:
+    missing = [name for name in model.inputs if name not in feeds]
+    if missing:
+        raise V2Error(f"missing model inputs: {missing}")
 
 
 def decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview | None) -> dict[str, np.ndarray]:
@@ -228,22 +263,9 @@ def decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview 
         if not isinstance(tensor, dict):
             raise V2Error(f"{where} must be an object with name, shape, datatype and data")
         name = tensor.get("name")
-        spec = model.inputs.get(name) if isinstance(name, str) else None
-        if spec is None:
-            raise V2Error(f"{where}.name {name!r} is not an input of the model; inputs: {list(model.inputs)}")
-        if name in feeds:
-            raise V2Error(f"{where}: input {name!r} given twice")
-        where = f"input {name!r}"
         datatype = tensor.get("datatype")
-        if datatype != spec.datatype:
-            if not isinstance(datatype, str) or datatype not in BY_NAME:
-                raise V2Error(f"{where}: unknown datatype {datatype!r}")
-            raise V2Error(f"{where}: datatype {datatype} does not match the model's {spec.datatype}")
-        shape = _shape(tensor.get("shape"), where)
-        if len(shape) != len(spec.shape) or any(m not in (-1, d) for m, d in zip(spec.shape, shape, strict=True)):
-            raise V2Error(f"{where}: shape {list(shape)} does not fit the model's {list(spec.shape)} (-1: any)")
-        count = math.prod(shape)
-        dtype = BY_NAME[datatype].dtype
+        shape, count, dtype = check_input(model, feeds, where, name, datatype, tensor.get("shape"))
+        where = f"input {name!r}"
         parameters = tensor.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise V2Error(f"{where}.parameters must be an object")
@@ -255,7 +277,7 @@ def decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview 
                 raise V2Error(f"{where} has binary_data_size but the request has no {HEADER_LENGTH} header")
             if type(binary_size) is not int or binary_size < 0 or offset + binary_size > len(binary):
                 raise V2Error(f"{where}.parameters.binary_data_size {binary_size!r} does not fit the body")
-            array = _from_binary(binary[offset : offset + binary_size], datatype, dtype, count, where)
+            array = from_binary(binary[offset : offset + binary_size], datatype, dtype, count, where)
             offset += binary_size
         elif "data" in tensor:
             array = _from_json_data(tensor["data"], datatype, dtype, count, where)
@@ -264,9 +286,7 @@ def decode_inputs(model: OnnxModel, payload: dict[str, Any], binary: memoryview 
         feeds[name] = array.reshape(shape)
     if binary is not None and offset != len(binary):
         raise V2Error(f"{len(binary) - offset} bytes of binary data after the JSON are not used by any input")
-    missing = [name for name in model.inputs if name not in feeds]
-    if missing:
-        raise V2Error(f"missing model inputs: {missing}")
+    check_all_inputs(model, feeds)
     return feeds
 
 
@@ -275,6 +295,14 @@ def check_request_id(payload: dict[str, Any]) -> None:
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise V2Error(f"id must be a string, got {type(request_id).__name__} {request_id!r}")
+
+
+def check_output(model: OnnxModel, index: int, name: Any, classification: bool) -> None:
+    """Check the `index`th requested output: a name of the model's outputs, no classification extension."""
+    if not isinstance(name, str) or name not in model.outputs:
+        raise V2Error(f"outputs[{index}].name {name!r} is not an output of the model; outputs: {model.output_names}")
+    if classification:
+        raise V2Error(f"outputs[{index}]: the classification extension is not supported")
 
 
 def requested_outputs(model: OnnxModel, payload: dict[str, Any]) -> tuple[list[str], list[bool]]:
@@ -292,15 +320,10 @@ def requested_outputs(model: OnnxModel, payload: dict[str, Any]) -> tuple[list[s
     binary: list[bool] = []
     for index, output in enumerate(requested):
         name = output.get("name") if isinstance(output, dict) else None
-        if not isinstance(name, str) or name not in model.outputs:
-            raise V2Error(
-                f"outputs[{index}].name {name!r} is not an output of the model; outputs: {model.output_names}"
-            )
         output_parameters = output.get("parameters") or {}
         if not isinstance(output_parameters, dict):
             raise V2Error(f"outputs[{index}].parameters must be an object")
-        if output_parameters.get("classification"):
-            raise V2Error(f"outputs[{index}]: the classification extension is not supported")
+        check_output(model, index, name, bool(output_parameters.get("classification")))
         names.append(name)
         binary.append(output_parameters.get("binary_data", binary_default) is True)
     if not names:
@@ -354,7 +377,8 @@ def _output_json_data(array: np.ndarray) -> Any:
     return np.ascontiguousarray(flat)
 
 
-def _output_binary(array: np.ndarray, dtype: np.dtype) -> bytes:
+def output_binary(array: np.ndarray, dtype: np.dtype) -> bytes:
+    """The tensor as binary data (V2 binary extension, gRPC raw contents)."""
     if dtype.kind == "O":
         parts = []
         for item in array.ravel():
@@ -379,7 +403,7 @@ def encode_response(
         datatype = model.outputs[name].datatype
         output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if as_binary:
-            raw = _output_binary(array, BY_NAME[datatype].dtype)
+            raw = output_binary(array, BY_NAME[datatype].dtype)
             output["parameters"] = {"binary_data_size": len(raw)}
             binary_parts.append(raw)
         else:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
-from app.model import OnnxModel
 from app.state import ServiceState
 from app.v2.codec import (
     JSON,
@@ -33,6 +30,7 @@ from app.v2.codec import (
     requested_outputs,
     split_body,
 )
+from app.v2.inference import find_model, loaded_model, run_model
 
 logger = logging.getLogger("app.v2")
 
@@ -49,22 +47,6 @@ def error_response(message: str, status: int) -> Response:
 
 def _json_response(payload: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status=status, mimetype=JSON)
-
-
-def _loaded_model(state: ServiceState) -> OnnxModel:
-    model = state.model
-    if model is None:
-        raise V2Error("model is not loaded yet", 503)
-    return model
-
-
-def _find_model(state: ServiceState, name: str, version: str | None) -> OnnxModel:
-    model = _loaded_model(state)
-    if name != model.name:
-        raise V2Error(f"model {name!r} not found; this server serves {model.name!r}", 404)
-    if version is not None and version != model.version:
-        raise V2Error(f"model {name!r} version {version!r} not found; available versions: [{model.version!r}]", 404)
-    return model
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -84,7 +66,7 @@ def create_blueprint(state: ServiceState) -> Blueprint:
 
     @v2.get("/health/ready")
     def ready() -> Response:
-        _loaded_model(state)
+        loaded_model(state)
         if state.is_draining:
             raise V2Error("shutting down", 503)
         return _json_response({"ready": True})
@@ -100,12 +82,12 @@ def create_blueprint(state: ServiceState) -> Blueprint:
     @v2.get("/models/<name>")
     @v2.get("/models/<name>/versions/<version>")
     def model_metadata(name: str, version: str | None = None) -> Response:
-        return _json_response(_find_model(state, name, version).metadata())
+        return _json_response(find_model(state, name, version).metadata())
 
     @v2.get("/models/<name>/ready")
     @v2.get("/models/<name>/versions/<version>/ready")
     def model_ready(name: str, version: str | None = None) -> Response:
-        model = _find_model(state, name, version)
+        model = find_model(state, name, version)
         return _json_response({"name": model.name, "ready": True})
 
     return v2
@@ -115,29 +97,13 @@ def infer(
     state: ServiceState, environ: dict[str, Any], name: str, version: str | None
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """Run one infer request; returns the 200 response's body and headers, raises V2Error for bad ones."""
-    model = _find_model(state, name, version)
+    model = find_model(state, name, version)
     check_content_type(environ)
     payload, binary = split_body(environ, read_body(environ, state.max_request_bytes))
     check_request_id(payload)
     feeds = decode_inputs(model, payload, binary)
     names, binary_flags = requested_outputs(model, payload)
-    metrics = state.metrics
-    metrics.inferences_in_progress.inc()
-    started = time.perf_counter()
-    try:
-        results = model.run(feeds, names)
-    except (InvalidArgument, RuntimeException, Fail) as exc:
-        # The inputs passed every check against the model's metadata, so what is left is data the
-        # graph cannot take (inconsistent batch sizes, out-of-range indices): the caller's to fix.
-        metrics.inference_failures.inc()
-        logger.warning("inference failed", extra={"error": str(exc), "model": model.name})
-        raise V2Error(f"the model could not run on these inputs: {exc}") from None
-    except Exception:
-        metrics.inference_failures.inc()
-        raise
-    finally:
-        metrics.inference_duration.observe(time.perf_counter() - started)
-        metrics.inferences_in_progress.dec()
+    results = run_model(state, model, feeds, names)
     check_response_size(binary_flags, results, state.max_response_bytes)
     return encode_response(model, payload, names, binary_flags, results)
 

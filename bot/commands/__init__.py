@@ -45,7 +45,7 @@ def session(args: argparse.Namespace, depth: int | None = 1) -> Iterator[Session
     with open_workspace(args.repo, args.branch, depth=depth) as ws:
         policy = load_policy(ws.path)
         app = policy.app(args.app)
-        paths = [policy.repo_path(app, env.name) for env in policy.environments]
+        paths = [path for env in policy.environments for path in policy.env_paths(app, env.name)]
         if app.chart.path:
             chart = (policy.root / app.chart.path).resolve()
             if chart.is_relative_to(ws.path.resolve()):

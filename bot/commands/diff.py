@@ -11,9 +11,10 @@ import argparse
 from bot.commands import session
 from bot.modelgates import model_report, model_section
 from bot.output import EnvbotError, emit
+from bot.pins import read_release_with
 from bot.policy import App, Environment, Policy
 from bot.render import diff_resources, format_diffs, render
-from bot.values import read_pin_text
+from bot.values import ReleasePin
 
 JSON_SCHEMA = "diff"   # bot/schemas/diff.json: the shape of `--json` output
 
@@ -37,11 +38,22 @@ def side_values(repo, policy: Policy, app: App, side: str) -> tuple[Environment,
     return env, text, f"{path}@{sha[:12]}"
 
 
+def side_release(repo, policy: Policy, app: App, side: str) -> ReleasePin:
+    """The whole release pin of SIDE (values file and chart pin) in REPO (a Workspace or a Mirror)."""
+    name, _, rev = side.partition("@")
+    sha = repo.resolve(rev or "HEAD")
+    pin = read_release_with(lambda path: repo.show(sha, path), policy, app, policy.env(name).name, f"@{sha[:12]}")
+    if pin is None:
+        raise EnvbotError(f"{policy.repo_path(app, name)} does not exist at {rev or 'HEAD'}")
+    return pin
+
+
 def render_side(repo, policy: Policy, app: App, side: str) -> dict[str, str]:
-    """The chart rendered with the values of SIDE (what `envbot diff` and the dashboard's diff page show)."""
+    """SIDE's pinned chart rendered with SIDE's values (what `envbot diff` and the dashboard's diff page show)."""
     env, text, display = side_values(repo, policy, app, side)
-    # Each side renders in its own namespace: comparing environments shows their real differences.
-    return render(policy, app, env.namespace, text, display)
+    # Each side renders in its own namespace with its own pinned chart: comparing environments shows
+    # their real differences, a chart change included.
+    return render(policy, app, env.namespace, text, display, side_release(repo, policy, app, side).chart)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         rendered, pins = {}, {}
         for side in (args.a, args.b):
             env, text, display = side_values(s.workspace, s.policy, s.app, side)
-            pins[side] = read_pin_text(text, display)
-            rendered[side] = render(s.policy, s.app, env.namespace, text, display)
+            pins[side] = side_release(s.workspace, s.policy, s.app, side)
+            rendered[side] = render(s.policy, s.app, env.namespace, text, display, pins[side].chart)
         diffs = diff_resources(rendered[args.a], rendered[args.b], args.a, args.b)
         # The model section judges B's model by B's environment's gates, as a promotion into B would.
         b_env = s.policy.env(args.b.partition("@")[0])

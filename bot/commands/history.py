@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
         entries = []
         # All parents: envbot's commits inside merged pull requests carry the trailers. Every commit
         # listed here is accepted by `rollback --to` (bot/releases.py decides what is a release).
-        for commit in s.workspace.walk([path], first_parent=False):
+        for commit in s.workspace.walk(s.policy.env_paths(s.app, env.name), first_parent=False):
             mine = made_by_envbot(commit, s.identity)
             t = commit.trailers if mine else {}
             if t and (t.get("Envbot-App") != s.app.name or t.get("Envbot-Env") != env.name):
@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
                 "by": f"{commit.author} <{commit.email}>", "action": t.get("Envbot-Action", "manual edit"),
                 "release": is_release(commit, s.app.name, env.name) if mine else False,
                 "image": t.get("Envbot-Image") or None, "model": t.get("Envbot-Model") or None,
+                "chart": t.get("Envbot-Chart") or None,
                 "from": t.get("Envbot-From") or None, "override": t.get("Envbot-Override") or None,
                 "reverts": list(commit.multi_trailers.get("Envbot-Reverts", ())) if mine else [],
                 "subject": commit.subject,
@@ -50,9 +51,12 @@ def run(args: argparse.Namespace) -> int:
             if e["override"]:
                 notes.append(f"OVERRIDE: {e['override']}")
             image = e["image"].split("@")[-1].split(":")[-1][:12] if e["image"] else "-"
+            # oci://host/helm/ai-app:VERSION@sha256:... -> VERSION
+            chart = e["chart"].split("@")[0].rsplit(":", 1)[-1] if e["chart"] else "-"
             rows.append([e["when"][:16].replace("T", " "), e["commit"][:12], e["action"], e["by"].split(" <")[0],
-                         image, (e["model"] or "").split(" sha256:")[0] or "-", "; ".join(notes) or e["subject"][:60]])
+                         image, (e["model"] or "").split(" sha256:")[0] or "-", chart,
+                         "; ".join(notes) or e["subject"][:60]])
         text = f"{s.app.name} in {env.name} ({path})\n" + table(
-            ["WHEN", "COMMIT", "ACTION", "BY", "IMAGE", "MODEL", "NOTES"], rows)
+            ["WHEN", "COMMIT", "ACTION", "BY", "IMAGE", "MODEL", "CHART", "NOTES"], rows)
         emit(args.json, {"app": s.app.name, "env": env.name, "entries": entries}, text)
     return 0

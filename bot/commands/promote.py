@@ -1,11 +1,11 @@
-"""envbot promote SRC DST: copy SRC's image and model pin to the next environment DST, behind its gates.
+"""envbot promote SRC DST: copy SRC's image, model and chart pin to the next environment DST, behind its gates.
 
 Gates (all bypassed by --override-reason TEXT, which records the reason, each bypassed gate and the
 actor as trailers): order (DST follows SRC in promotion.yaml), soak (SRC's pin landed at least DST's
 `soak` ago, from git history), Argo CD (SRC's Application Synced and Healthy that long, when
 ARGOCD_SERVER is set), DST's freeze windows, and DST's model gates (signature compatibility and metric
 rules, measured on the app's evaluation data set when promotion.yaml names one). Before landing, the
-image digest and model are checked to still exist and match (also bypassed by --override-reason).
+image digest, model and chart are checked to still exist and match (also bypassed by --override-reason).
 Every retry after a rejected push re-reads SRC's pin and re-evaluates the gates.
 """
 
@@ -22,12 +22,12 @@ from bot.errors import EnvbotError, GateRefused
 from bot.git import Workspace
 from bot.modelgates import ModelReport, model_report, model_section
 from bot.output import info
-from bot.pins import pin_origin
+from bot.pins import pin_origin, read_release
 from bot.policy import Environment
 from bot.registry import RegistryClient
 from bot.steps import Promotion, pin_release, run_steps
 from bot.steps.verify_release import release_check
-from bot.values import ModelPin, ReleasePin, read_pin_text
+from bot.values import ModelPin, ReleasePin
 
 JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
 WRITES = True   # commits: --dry-run and the commit identity options
@@ -71,19 +71,19 @@ def read_source(s: Session, ws: Workspace, src: Environment, dst: Environment, o
     src_text = ws.show("HEAD", src_path)
     if src_text is None:
         raise EnvbotError(f"{src_path}: no values file for app {s.app.name} in {src.name}")
-    pin = read_pin_text(src_text, src_path)
+    pin = read_release(ws, "HEAD", s.policy, s.app, src.name)
+    assert pin is not None
     if not pin.image.digest:
         raise EnvbotError(f"{src_path}: {src.name} pins no image digest; nothing to promote")
-    origin = pin_origin(ws, src_path, pin)
+    origin = pin_origin(ws, s.policy.env_paths(s.app, src.name), pin)
     if origin is None:
         raise EnvbotError(f"{src_path}: not in the history of {ws.branch}")
     now = datetime.now(UTC)
     landed = datetime.fromtimestamp(origin.committed, UTC)
     results = tuple(gate.promotion_gates(s.app, src, dst, origin.sha, landed, now))
     failures = gate.failures(list(results))
-    dst_path = s.policy.repo_path(s.app, dst.name)
-    dst_text = ws.show("HEAD", dst_path)
-    current: ModelPin | None = read_pin_text(dst_text, dst_path).model if dst_text is not None else None
+    dst_release = read_release(ws, "HEAD", s.policy, s.app, dst.name)
+    current: ModelPin | None = dst_release.model if dst_release is not None else None
     # Measuring a model (evaluation data set) is costly: a retry re-measures only when a model changed.
     key = (current, pin.model)
     if key not in models_cache:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 return replace(base, **fields)
             return Promotion(workspace=s.workspace, policy=s.policy, app=s.app, env=dst, action="promote",
                              identity=s.identity, dry_run=args.dry_run, render=dst.landing != "push" or args.dry_run,
-                             reads=(s.policy.repo_path(s.app, src.name),), release_check=release_check(registry),
+                             reads=tuple(s.policy.env_paths(s.app, src.name)), release_check=release_check(registry),
                              **fields)
 
         def refresh(p: Promotion) -> Promotion:

@@ -4,7 +4,8 @@ Without --to: the newest envbot update or promotion of ENV that is not reverted 
 twice walks back two releases). With --to REV: every such commit after REV, newest first, in one
 commit. Reverting rather than rewriting the pin as of REV keeps the hand edits people made to ENV's
 other settings meanwhile, and a conflict with them is reported instead of silently overwritten.
-The revert must touch only ENV's values file; a conflict stops with nothing committed or pushed.
+The revert must touch only ENV's release files (values and chart pin: the image, the model and the chart
+go back together); a conflict stops with nothing committed or pushed.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     registry = RegistryClient()
     with session(args) as s:
         env = s.policy.env(args.env)
-        path = s.policy.repo_path(s.app, env.name)
-        shas = commits_to_revert(s.workspace, path, s.app.name, env.name, s.identity, args.to)
+        paths = s.policy.env_paths(s.app, env.name)
+        shas = commits_to_revert(s.workspace, paths, s.app.name, env.name, s.identity, args.to)
         if not shas:
             raise EnvbotError(f"no envbot update or promotion of {s.app.name} in {env.name} "
                               f"{'after ' + args.to if args.to else ''} left to roll back".replace("  ", " "))
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         def refresh(p: Promotion) -> Promotion:
             # A replay on a newer tip re-chooses: another writer may have rolled back meanwhile.
-            chosen = commits_to_revert(p.workspace, path, s.app.name, env.name, s.identity, args.to)
+            chosen = commits_to_revert(p.workspace, paths, s.app.name, env.name, s.identity, args.to)
             if not chosen:
                 raise Conflict(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
             return replace(p, revert_commits=tuple(chosen), trailers=reverts_trailers(chosen, override, actor))

@@ -1,4 +1,4 @@
-"""envbot status: per environment, the pinned image and model, and the commit, time and author that set them."""
+"""envbot status: per environment, the pinned image, model and chart, and the commit, time and author that set them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 
 from bot.commands import session
 from bot.output import emit, short_digest, table
-from bot.pins import pin_origin, same_release
+from bot.pins import pin_origin, read_release, same_release
 from bot.releases import envbot_commit
-from bot.values import read_pin_text
 
 JSON_SCHEMA = "status"   # bot/schemas/status.json: the shape of `--json` output
 
@@ -27,13 +26,11 @@ def run(args: argparse.Namespace) -> int:
         rows = []
         pins = {}
         for env in s.policy.environments:
-            path = s.policy.repo_path(s.app, env.name)
-            text = s.workspace.show("HEAD", path)
-            pins[env.name] = read_pin_text(text, path) if text is not None else None
+            pins[env.name] = read_release(s.workspace, "HEAD", s.policy, s.app, env.name)
         for index, env in enumerate(s.policy.environments):
             pin = pins[env.name]
             path = s.policy.repo_path(s.app, env.name)
-            origin = pin_origin(s.workspace, path, pin) if pin else None
+            origin = pin_origin(s.workspace, s.policy.env_paths(s.app, env.name), pin) if pin else None
             # The release behind the commit (bot/releases.py): a merged pull request's envbot commit.
             made = envbot_commit(s.workspace, origin, s.identity) if origin else None
             nxt = s.policy.environments[index + 1].name if index + 1 < len(s.policy.environments) else None
@@ -41,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
             row = {
                 "env": env.name, "values": path,
                 "image": asdict(pin.image) if pin else None, "model": asdict(pin.model) if pin else None,
+                "chart": asdict(pin.chart) if pin else None,
                 "commit": origin.sha if origin else None,
                 "when": datetime.fromtimestamp(origin.committed, UTC).isoformat() if origin else None,
                 "by": origin.author if origin else None,
@@ -54,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                 except ArgoCDError as exc:
                     row["sync"], row["health"] = "?", str(exc).splitlines()[0][:40]
             rows.append(row)
-        headers = ["ENV", "IMAGE", "DIGEST", "MODEL", "MODEL SHA256", "COMMIT", "WHEN", "BY", "NEXT"]
+        headers = ["ENV", "IMAGE", "DIGEST", "MODEL", "MODEL SHA256", "CHART", "CHART DIGEST", "COMMIT", "WHEN", "BY",
+                   "NEXT"]
         if argocd is not None:
             headers += ["SYNC", "HEALTH"]
         lines = []
@@ -63,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
             cells = [
                 row["env"], pin.image.tag or "-" if pin else "missing", short_digest(pin.image.digest) if pin else "-",
                 f"{pin.model.name} {pin.model.version}" if pin and pin.model.name else "-",
-                short_digest(pin.model.sha256) if pin else "-", (row["commit"] or "-")[:12],
+                short_digest(pin.model.sha256) if pin else "-",
+                (pin.chart.version or "-") if pin else "-", short_digest(pin.chart.digest) if pin else "-",
+                (row["commit"] or "-")[:12],
                 (row["when"] or "-")[:16].replace("T", " "), row["by"] or "-",
                 "-" if row["differs_from_next"] is None else
                 (f"differs from {row['next']}" if row["differs_from_next"] else f"same as {row['next']}"),

@@ -1,4 +1,5 @@
-"""envbot update ENV [--image REF] [--model URI]: pin an image digest and/or a model in one environment.
+"""envbot update ENV [--image REF] [--model URI] [--chart OCI-REF]: pin an image digest, a model and/or a
+chart in one environment.
 
 An environment with an upstream (it follows another in promotion.yaml), a soak time or freeze
 windows receives releases through `envbot promote`/`envbot propose`; writing into it directly is
@@ -10,13 +11,15 @@ from __future__ import annotations
 import argparse
 
 from bot import gates as gate
+from bot.charts import parse_chart_ref, resolve_chart
 from bot.commands import report, session
 from bot.errors import Conflict, EnvbotError, GateRefused
 from bot.models import resolve_model
 from bot.output import info
+from bot.pins import read_release
 from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_ref
 from bot.steps import Promotion, pin_release, run_steps
-from bot.values import ImagePin, ReleasePin, read_pin_text
+from bot.values import ImagePin, ReleasePin
 
 JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
 WRITES = True   # commits: --dry-run and the commit identity options
@@ -30,18 +33,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", help="registry/repo:tag, registry/repo@sha256:... or both "
                                         "(default: keep the pinned image; then --model is required)")
     parser.add_argument("--model", help="model URI (blob https://..., s3://...) published with its sha256")
+    parser.add_argument("--chart", help="chart CI pushed: oci://<registry>/<path>/<chart>:<version>[@sha256:...] "
+                                        "(default: keep ENV's chart pin)")
     parser.add_argument("--source-repo", help="source repository (path or URL) for the changelog")
     gate.add_override_arguments(parser, OVERRIDE_BYPASSES)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.image is None and args.model is None:
-        raise EnvbotError("update needs --image REF, --model URI or both")
+    if args.image is None and args.model is None and args.chart is None:
+        raise EnvbotError("update needs --image REF, --model URI, --chart OCI-REF or several of them")
     reason = gate.override_reason(args)
     ref = parse_image_ref(args.image) if args.image is not None else None
     registry = RegistryClient()
     image = registry.resolve(ref) if ref is not None else None
     model = resolve_model(args.model) if args.model else None
+    chart = resolve_chart(parse_chart_ref(args.chart), registry, "--chart") if args.chart else None
 
     def inputs_unchanged() -> None:
         # The tag may be re-pushed between resolving it and committing: re-resolve and compare.
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         current_text = s.workspace.show("HEAD", path)
         if current_text is None:
             raise EnvbotError(f"{path}: no values file for app {s.app.name} in {env.name}")
-        current = read_pin_text(current_text, path)
+        current = read_release(s.workspace, "HEAD", s.policy, s.app, env.name)
+        assert current is not None
         if ref is not None and image is not None:
             tag = ref.tag or image.labels.get(REVISION_LABEL, "")[:12] or current.image.tag
             image_pin = ImagePin(ref.name, tag, image.digest)
@@ -77,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
             if not current.image.digest:
                 raise EnvbotError(f"{path}: {env.name} pins no image digest yet; pass --image")
             image_pin = current.image
-        pin = ReleasePin(image_pin, model or current.model)
+        pin = ReleasePin(image_pin, model or current.model, chart or current.chart)
         what = image_pin.tag or image_pin.digest[:19]
         if ref is None and model is not None:
             what = f"model {model.name} {model.version}"
+        if chart is not None and chart != current.chart:
+            what += f", chart {chart.version}"
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="update",
             identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=(inputs_unchanged,),
@@ -89,5 +98,6 @@ def run(args: argparse.Namespace) -> int:
         )
         promotion, outcome = run_steps(promotion, pin_release.steps(registry, args.source_repo))
         return report(args, promotion, outcome, {
-            "requested": {"image": str(ref) if ref else image_pin.ref, "digest": image_pin.digest},
+            "requested": {"image": str(ref) if ref else image_pin.ref, "digest": image_pin.digest,
+                          "chart": chart.ref if chart else None},
             "bypassed": bypassed if reason is not None else [], "override": reason})

@@ -1,16 +1,17 @@
-"""envbot verify [ENV]: every pinned image digest is in its registry and every pinned model matches its sha256."""
+"""envbot verify [ENV]: pinned image and chart digests are in their registries, pinned models match their sha256."""
 
 from __future__ import annotations
 
 import argparse
 
+from bot.charts import check_allowed, resolve_chart
 from bot.commands import session
 from bot.errors import EnvbotError, VerifyFailed
 from bot.models import check_model
 from bot.output import emit, table
+from bot.pins import read_release
 from bot.registry import RegistryClient
 from bot.steps.verify_release import check_image
-from bot.values import read_pin_text
 
 JSON_SCHEMA = "verify"   # bot/schemas/verify.json: the shape of `--json` output
 
@@ -27,12 +28,12 @@ def run(args: argparse.Namespace) -> int:
         results = []
         for env in envs:
             path = s.policy.repo_path(s.app, env.name)
-            text = s.workspace.show("HEAD", path)
+            chart_path = s.policy.chart_pin_repo_path(s.app, env.name)
             checks: list[tuple[str, str, str]] = []   # (check, problem, what was checked besides existence)
             try:
-                if text is None:
+                pin = read_release(s.workspace, "HEAD", s.policy, s.app, env.name)
+                if pin is None:
                     raise EnvbotError(f"{path}: no values file")
-                pin = read_pin_text(text, path)
             except EnvbotError as exc:
                 results.append({"env": env.name, "check": "values", "ok": False, "detail": str(exc)})
                 continue
@@ -49,8 +50,21 @@ def run(args: argparse.Namespace) -> int:
                     checks.append(("model", "", check_model(pin.model, deep=args.deep)))
                 except EnvbotError as exc:
                     checks.append(("model", str(exc), ""))
+            if not pin.chart.repository:
+                checks.append(("chart", f"{chart_path}: no chart pin; {env.name} would render whatever chart "
+                                        f"promotion.yaml names", ""))
+            elif not pin.chart.digest:
+                checks.append(("chart", f"{chart_path}: spec.ref.digest is empty", ""))
+            else:
+                try:
+                    check_allowed(pin.chart, s.app.chart, chart_path)
+                    resolve_chart(pin.chart, registry, chart_path)
+                    checks.append(("chart", "", ""))
+                except EnvbotError as exc:
+                    checks.append(("chart", str(exc), ""))
+            subjects = {"image": pin.image.ref, "model": pin.model.uri, "chart": pin.chart.ref}
             for check, problem, extra in checks:
-                subject = pin.image.ref if check == "image" else pin.model.uri
+                subject = subjects[check]
                 results.append({"env": env.name, "check": check, "ok": not problem,
                                 "detail": problem or f"{subject} ok" + (f" ({extra})" if extra else "")})
         failed = [r for r in results if not r["ok"]]

@@ -64,6 +64,16 @@ class Promotion:
         return self.policy.repo_path(self.app, self.env.name)
 
     @property
+    def chart_path(self) -> str:
+        """The environment's chart pin file (it may not exist in a repo that does not pin charts)."""
+        return self.policy.chart_pin_repo_path(self.app, self.env.name)
+
+    @property
+    def paths(self) -> list[str]:
+        """Every file of the environment's release pin."""
+        return self.policy.env_paths(self.app, self.env.name)
+
+    @property
     def pr_branch(self) -> str:
         return f"envbot/{self.action}-{self.app.name}-{self.env.name}"
 
@@ -71,7 +81,7 @@ class Promotion:
     def depends_on(self) -> tuple[str, ...]:
         """Repo paths whose change by another writer invalidates a prepared commit (forces a replay)."""
         policy_path = f"{self.policy.prefix}/promotion.yaml" if self.policy.prefix else "promotion.yaml"
-        return (self.values_path, policy_path, *self.reads)
+        return (*self.paths, policy_path, *self.reads)
 
 
 @dataclass

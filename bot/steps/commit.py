@@ -15,6 +15,8 @@ def trailers(promotion: Promotion, outcome: Outcome) -> list[tuple[str, str]]:
         result.append(("Envbot-Image", f"{pin.image.repository}@{pin.image.digest}"))
     if pin is not None and pin.model.name:
         result.append(("Envbot-Model", pin.model.label))
+    if pin is not None and pin.chart.digest:
+        result.append(("Envbot-Chart", pin.chart.label))
     return result + list(promotion.trailers)
 
 
@@ -22,4 +24,4 @@ def run(promotion: Promotion, outcome: Outcome) -> None:
     if promotion.dry_run or not outcome.patches:
         return
     message = format_message(promotion.subject, "\n".join(summary_lines(outcome)), trailers(promotion, outcome))
-    outcome.commit = promotion.workspace.commit([promotion.values_path], message, promotion.identity)
+    outcome.commit = promotion.workspace.commit(list(outcome.patches), message, promotion.identity)

@@ -16,7 +16,7 @@ def change_rows(old: ReleasePin | None, new: ReleasePin | None) -> list[tuple[st
     if new is None:
         return []
     rows = []
-    for section in ("image", "model"):
+    for section in ("image", "model", "chart"):
         before = getattr(old, section) if old else None
         after = getattr(new, section)
         for key, value in vars(after).items():
@@ -36,6 +36,10 @@ def summary_lines(outcome: Outcome) -> list[str]:
             model_old = f"{old.model.name} {old.model.version} ({short_digest(old.model.sha256)})" if old else "-"
             lines.append(f"model: {model_old} -> {new.model.name} {new.model.version} "
                          f"({short_digest(new.model.sha256)})")
+        if new.chart.repository:
+            chart_old = f"{old.chart.version} ({short_digest(old.chart.digest)})" if old and old.chart.digest else "-"
+            lines.append(f"chart {new.chart.repository}: {chart_old} -> {new.chart.version} "
+                         f"({short_digest(new.chart.digest)})")
     return lines
 
 

@@ -1,6 +1,6 @@
-"""The check that a release pin can run: its image digest is in the registry and its model in the store
-with the pinned sha256 (blob metadata, no download). Used before a rollback or promotion lands and by verify.
-"""
+"""The check that a release pin can run: its image digest is in the registry, its model in the store with
+the pinned sha256 (blob metadata, no download) and its chart (if pinned) in the registry. Used before a
+rollback or promotion lands; verify checks the same image and model."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def release_check(registry: RegistryClient) -> Callable[[ReleasePin], None]:
             check_image(registry, pin)
             if pin.model.uri:
                 check_model(pin.model)
+            if pin.chart.digest:
+                from bot.charts import resolve_chart
+
+                resolve_chart(pin.chart, registry, "the chart pin")
         except EnvbotError as exc:
             if exc.kind == "unreachable":
                 raise

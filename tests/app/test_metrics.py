@@ -33,6 +33,11 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
 
+def rest(**values: str) -> frozenset[tuple[str, str]]:
+    """Labels of a REST request's series (gRPC requests are counted under protocol="grpc")."""
+    return labels(protocol="rest", **values)
+
+
 def test_requests_latency_and_inference_time_are_labelled_by_model(client: FlaskClient) -> None:
     body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
     for _ in range(3):
@@ -44,13 +49,13 @@ def test_requests_latency_and_inference_time_are_labelled_by_model(client: Flask
     found = samples(client)
     model = {"model": "iris", "version": "2"}
     infer_route = "/v2/models/<name>/infer"
-    assert found[("ai_app_http_requests_total", labels(method="POST", route=infer_route, status="200", **model))] == 3
-    assert found[("ai_app_http_requests_total", labels(method="POST", route=infer_route, status="400", **model))] == 1
+    assert found[("ai_app_http_requests_total", rest(method="POST", route=infer_route, status="200", **model))] == 3
+    assert found[("ai_app_http_requests_total", rest(method="POST", route=infer_route, status="400", **model))] == 1
     # Routes are templates: an unknown model name or path adds no new series.
     ready_route = "/v2/models/<name>/ready"
-    assert found[("ai_app_http_requests_total", labels(method="GET", route=ready_route, status="404", **model))] == 1
-    assert found[("ai_app_http_requests_total", labels(method="GET", route="unmatched", status="404", **model))] == 1
-    duration = labels(method="POST", route=infer_route, **model)
+    assert found[("ai_app_http_requests_total", rest(method="GET", route=ready_route, status="404", **model))] == 1
+    assert found[("ai_app_http_requests_total", rest(method="GET", route="unmatched", status="404", **model))] == 1
+    duration = rest(method="POST", route=infer_route, **model)
     assert found[("ai_app_http_request_duration_seconds_count", duration)] == 4
     assert found[("ai_app_http_request_duration_seconds_sum", duration)] > 0
     assert found[("ai_app_model_inference_duration_seconds_count", labels(**model))] == 3
@@ -64,7 +69,7 @@ def test_apps_have_independent_metrics(trained_models: dict[str, TrainedModel]) 
     first.get("/v2/health/live")
     key = (
         "ai_app_http_requests_total",
-        labels(method="GET", route="/v2/health/live", status="200", model="iris", version="1"),
+        rest(method="GET", route="/v2/health/live", status="200", model="iris", version="1"),
     )
     assert samples(first)[key] == 1
     assert key not in samples(second)

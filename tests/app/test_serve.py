@@ -161,7 +161,14 @@ def scrape(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float
 
 def infer_count(found: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
     key = frozenset(
-        {"method": "POST", "route": "/v2/models/<name>/infer", "status": "200", "model": "iris", "version": "1"}.items()
+        {
+            "protocol": "rest",
+            "method": "POST",
+            "route": "/v2/models/<name>/infer",
+            "status": "200",
+            "model": "iris",
+            "version": "1",
+        }.items()
     )
     return found.get(("ai_app_http_requests_total", key), 0.0)
 

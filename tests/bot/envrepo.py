@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.values import ReleasePin, edit_pin_text
+from bot.values import ReleasePin, edit_chart_pin_text, edit_pin_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVS = ("dev", "staging", "prod")
@@ -42,8 +42,8 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
                           env={**os.environ, **(env or {})}).stdout.strip()
 
 
-def policy_text(staging_landing: str = "pull-request", prod_freeze: str = "") -> str:
-    return POLICY.format(staging_landing=staging_landing, prod_freeze=prod_freeze)
+def policy_text(staging_landing: str = "pull-request", prod_freeze: str = "", chart_path: bool = True) -> str:
+    return (POLICY if chart_path else PINNED_POLICY).format(staging_landing=staging_landing, prod_freeze=prod_freeze)
 
 
 @dataclass
@@ -78,22 +78,36 @@ class EnvRepo:
         return git(self.work, "rev-parse", "HEAD")
 
 
+# A policy for repos whose environments all pin their chart: no chart in the repository at all.
+PINNED_POLICY = POLICY.replace("    chart:\n      path: ../charts/ai-app\n", "")
+
+
 def make_env_repo(tmp: Path, policy: str | None = None, values: dict[str, str] | None = None,
-                  pins: dict[str, ReleasePin] | None = None) -> EnvRepo:
-    """environments/ (promotion.yaml + the real per-env values, PINS written in) and charts/ai-app, on a bare remote."""
+                  pins: dict[str, ReleasePin] | None = None, separate: bool = False) -> EnvRepo:
+    """environments/ (promotion.yaml + the real per-env values, PINS written in) and charts/ai-app, on a bare remote.
+
+    A pin with a chart also writes the environment's chart.yaml (the template's, re-pinned). SEPARATE: the
+    layout docs/bootstrap-aks.md has people create, promotion.yaml and <env>/ at the root and no charts/.
+    """
     remote = tmp / "environments.git"
     git(tmp, "init", "-q", "--bare", "-b", "main", str(remote))
     work = tmp / "work"
     git(tmp, "clone", "-q", str(remote), str(work))
-    (work / "environments").mkdir()
-    (work / "environments" / "promotion.yaml").write_text(policy or policy_text())
+    root = work if separate else work / "environments"
+    root.mkdir(exist_ok=True)
+    (root / "promotion.yaml").write_text(policy or policy_text())
     for env in ENVS:
-        (work / "environments" / env).mkdir()
+        (root / env).mkdir()
         text = (values or {}).get(env) or (REPO_ROOT / "environments" / env / "values.yaml").read_text()
         if pins and env in pins:
             text = edit_pin_text(text, pins[env], f"{env}/values.yaml")
-        (work / "environments" / env / "values.yaml").write_text(text)
-    shutil.copytree(REPO_ROOT / "charts" / "ai-app", work / "charts" / "ai-app")
+        (root / env / "values.yaml").write_text(text)
+        if pins and env in pins and pins[env].chart.repository:
+            template = (REPO_ROOT / "environments" / env / "chart.yaml").read_text()
+            (root / env / "chart.yaml").write_text(edit_chart_pin_text(template, pins[env].chart,
+                                                                       f"{env}/chart.yaml"))
+    if not separate:
+        shutil.copytree(REPO_ROOT / "charts" / "ai-app", work / "charts" / "ai-app")
     repo = EnvRepo(remote, work)
     git(work, "checkout", "-q", "-b", "main")
     repo.commit_as_human("environments: initial pins", date=OLD_DATE)

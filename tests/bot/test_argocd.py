@@ -180,6 +180,15 @@ def test_gate_refuses_during_a_running_sync(argocd: FakeArgoCD, client: ArgoCDCl
     assert not result.ok and "running" in result.reason
 
 
+def test_gate_refuses_when_the_post_sync_smoke_check_failed(argocd: FakeArgoCD, client: ArgoCDClient) -> None:
+    app = application(phase="Failed")
+    app["status"]["operationState"]["message"] = ("one or more synchronization tasks completed unsuccessfully "
+                                                  "(PostSync hook Job/ai-app-smoke-check failed)")
+    serve(argocd, app)
+    result = check_promotion_gate(client, "ai-app-staging", PINNED, timedelta(0), NOW)
+    assert not result.ok and "the last sync failed" in result.reason and "smoke-check" in result.reason
+
+
 def test_gate_without_soak_needs_no_history(argocd: FakeArgoCD, client: ArgoCDClient) -> None:
     serve(argocd, application(history=[]))
     assert check_promotion_gate(client, "ai-app-staging", PINNED, timedelta(0), NOW).ok

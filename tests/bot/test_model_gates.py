@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -94,10 +94,12 @@ def pin(image: PushedImage, model: Published) -> ReleasePin:
 
 
 @pytest.fixture
-def gated_repo(tmp_path: Path, images: dict[str, PushedImage], gate_store: dict) -> EnvRepo:
+def gated_repo(tmp_path: Path, images: dict[str, PushedImage], gate_store: dict, charts) -> EnvRepo:
     models = gate_store["models"]
-    pins = {"dev": pin(images["v2"], models["2"]), "staging": pin(images["v1"], models["1"]),
-            "prod": pin(images["v1"], models["1"])}
+    # Every environment pins chart build 1 as well (the release is image + model + chart).
+    pins = {env: replace(release, chart=charts["1"]) for env, release in (
+        ("dev", pin(images["v2"], models["2"])), ("staging", pin(images["v1"], models["1"])),
+        ("prod", pin(images["v1"], models["1"])))}
     return make_env_repo(tmp_path, policy=gated_policy(gate_store["data_uri"], gate_store["data_sha"]), pins=pins)
 
 

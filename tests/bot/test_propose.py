@@ -239,7 +239,7 @@ def test_model_only_update_keeps_the_image(env_repo, images, models, bot_env):
     assert YAML(typ="safe").load(env_repo.show("environments/dev/values.yaml"))["model"]["sha256"] == \
         models["1"].sha256
     proc = run_envbot("update", "dev", "--repo", str(env_repo.remote), env=bot_env, check=False)
-    assert "update needs --image REF, --model URI or both" in proc.stderr
+    assert "update needs --image REF, --model URI, --chart OCI-REF or several of them" in proc.stderr
 
 
 # --- concurrent writers ----------------------------------------------------------------------------

@@ -34,4 +34,4 @@ def test_status_history_diff_verify(env_repo, images, models, bot_env):
     assert "No rendered change." in run_envbot("diff", "dev", "dev@HEAD", "--repo", remote, env=bot_env).stdout
 
     verified = json.loads(run_envbot("verify", "--repo", remote, "--json", "--deep", env=bot_env).stdout)
-    assert verified["ok"] and len(verified["results"]) == 6
+    assert verified["ok"] and len(verified["results"]) == 9   # image, model, chart per env

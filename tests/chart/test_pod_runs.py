@@ -57,11 +57,12 @@ def infer_iris(port: int, model_name: str) -> dict[str, Any]:
     return call(f"http://127.0.0.1:{port}/v2/models/{model_name}/infer", {"inputs": inputs})
 
 
-def run_helm_test_pod(rendered: Rendered, images: dict[str, str], state_dir: Path) -> None:
-    """The chart's `helm test` Pod, with the Service name resolving to the pod on the host network."""
-    test_pod = rendered.one("Pod")
+def run_helm_test_pod(rendered: Rendered, images: dict[str, str], state_dir: Path, kind: str = "Pod",
+                      expect: str = "ready and inferred") -> None:
+    """The chart's `helm test` Pod (or the smoke-check Job's pod), the Service name resolving to the app pod."""
+    test_pod = rendered.one(kind)
     service = rendered.one("Service")["metadata"]["name"]
-    pod = Pod(pod_spec_of(test_pod), state_dir, name="helm-test", images=images,
+    pod = Pod(pod_spec_of(test_pod), state_dir / kind, name=f"check-{kind.lower()}", images=images,
               hosts={f"{service}.{NAMESPACE}.svc": "127.0.0.1"})
     pod.start()
     try:
@@ -69,7 +70,7 @@ def run_helm_test_pod(rendered: Rendered, images: dict[str, str], state_dir: Pat
         exit_code = pod.wait_exit(container, timeout=180)
         logs = pod.logs(container)
         assert exit_code == 0, logs
-        assert "ready and inferred" in logs
+        assert expect in logs
     finally:
         pod.stop()
 
@@ -155,6 +156,28 @@ def test_image_mode_pod_verifies_the_baked_model_and_serves(
         result = infer_iris(port, model.name)
         assert result["outputs"]
         run_helm_test_pod(rendered, images, tmp_path)
+        run_helm_test_pod(rendered, images, tmp_path, kind="Job")   # the post-sync smoke check
+
+
+def test_image_mode_pod_serves_grpc_with_grpc_probes(
+    helm_bin: str, app_image_with_model: str, trained_models: dict[str, Any], tmp_path: Path,
+) -> None:
+    model = trained_models["iris-logreg"]
+    grpc_port = free_port()
+    rendered, _ = render_for_node(helm_bin, {
+        "model": {"source": "image", "name": model.name, "version": str(model.version), "sha256": model.sha256},
+        "grpc": {"enabled": True, "port": grpc_port, "servicePort": grpc_port, "probes": {"enabled": True}},
+    })
+    images = {f"{RENDERED_REPOSITORY}:{RENDERED_TAG}": app_image_with_model}
+    spec = pod_spec_of(rendered.deployment())
+    (container,) = spec["containers"]
+    assert container["readinessProbe"]["grpc"] == {"port": grpc_port, "service": "inference.GRPCInferenceService"}
+    with Pod(spec, tmp_path, name="image-grpc", images=images) as pod:
+        # Readiness here is the kubelet's grpc probe: grpc.health.v1 Check on the gRPC port.
+        pod.wait_ready(timeout=180)
+        assert pod.probe("inference", "liveness")
+        # The chart's helm test calls REST, then ServerReady, ModelMetadata and ModelInfer over gRPC.
+        run_helm_test_pod(rendered, images, tmp_path, expect="gRPC ready and inferred")
 
 
 def test_image_mode_refuses_a_baked_model_with_another_digest(

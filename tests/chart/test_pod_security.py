@@ -1,6 +1,6 @@
 """Every rendered pod template meets the Pod Security Standard "restricted", field by field.
 
-Covers the Deployment (init and app containers) and the `helm test` Pod, in every environment and
+Covers the Deployment (init and app containers), the `helm test` Pod and the smoke-check Job, in every environment and
 values case. The rules are those of the restricted profile (kubernetes.io/docs/concepts/security/
 pod-security-standards) plus the chart's own: read-only root filesystem with /tmp on an emptyDir,
 no Kubernetes API token.
@@ -24,6 +24,7 @@ def pod_specs(rendered: Rendered) -> list[tuple[str, dict[str, Any]]]:
     specs = [(f"Deployment/{d['metadata']['name']}", d["spec"]["template"]["spec"])
              for d in rendered.of_kind("Deployment")]
     specs += [(f"Pod/{p['metadata']['name']}", p["spec"]) for p in rendered.of_kind("Pod")]
+    specs += [(f"Job/{j['metadata']['name']}", j["spec"]["template"]["spec"]) for j in rendered.of_kind("Job")]
     return specs
 
 

@@ -13,6 +13,7 @@ from tests.chart.helmchart import (
     IMAGE_DIGEST,
     MODEL_SHA256,
     Rendered,
+    RenderError,
     environment_values,
     helm,
     load_yaml,
@@ -231,19 +232,27 @@ def test_ingress(helm_bin: str) -> None:
     assert "Ingress" not in render(helm_bin).kinds()
 
 
+def network_policies(rendered: Rendered) -> tuple[dict, dict]:
+    """(the inference pods' policy, the check pods' policy)."""
+    by_name = {p["metadata"]["name"]: p for p in rendered.of_kind("NetworkPolicy")}
+    assert set(by_name) == {"ai-app", "ai-app-checks"}
+    return by_name["ai-app"], by_name["ai-app-checks"]
+
+
 def test_network_policy(helm_bin: str) -> None:
     rendered = render(helm_bin)
-    policy = rendered.one("NetworkPolicy")["spec"]
+    policy = network_policies(rendered)[0]["spec"]
     assert policy["podSelector"]["matchLabels"] == selector(rendered)
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     (ingress,) = policy["ingress"]
     namespaces = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                   for p in ingress["from"] if "namespaceSelector" in p]
     assert namespaces == ["app-routing-system", "monitoring"]
-    # The helm test pod (and only it) from the release namespace.
+    # The check pods (helm test pod, smoke-check Job) and only they from the release namespace.
     (test_peer,) = [p for p in ingress["from"] if "podSelector" in p]
-    test_pod = rendered.one("Pod")
-    assert test_peer["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items()
+    job_labels = rendered.one("Job")["spec"]["template"]["metadata"]["labels"]
+    for labels in (rendered.one("Pod")["metadata"]["labels"], job_labels):
+        assert test_peer["podSelector"]["matchLabels"].items() <= labels.items()
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
     dns, storage = policy["egress"]
     assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
@@ -251,11 +260,36 @@ def test_network_policy(helm_bin: str) -> None:
     assert storage["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]
 
 
+def test_check_pods_reach_only_dns_and_the_inference_pods(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"server": {"port": 8081}})
+    checks = network_policies(rendered)[1]["spec"]
+    assert checks["policyTypes"] == ["Ingress", "Egress"] and checks["ingress"] == []
+    dns, app = checks["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert app["to"] == [{"podSelector": {"matchLabels": selector(rendered)}}]
+    assert app["ports"] == [{"port": 8081, "protocol": "TCP"}]
+
+
+def test_smoke_check_job_is_a_post_sync_hook(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"model": {"name": "iris-forest"}, "smokeCheck": {"timeoutSeconds": 90}})
+    job = rendered.one("Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["argocd.argoproj.io/hook"] == "PostSync"
+    assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 150
+    # The same check as the helm test pod: one source for the script, the model and the deadline passed.
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == rendered.one("Pod")["spec"]["containers"][0]["command"]
+    assert pod["containers"][0]["args"][1:] == ["iris-forest", "90"]
+    assert "Job" not in render(helm_bin, {"smokeCheck": {"enabled": False}}).kinds()
+
+
 def test_network_policy_is_configurable(helm_bin: str) -> None:
     values = {"networkPolicy": {"ingressNamespace": "ingress-nginx", "egressPorts": [443, 10000],
                                 "egressCIDRs": [{"cidr": "10.240.8.0/24"}]},
               "service": {"type": "LoadBalancer"}}
-    policy = render(helm_bin, values).one("NetworkPolicy")["spec"]
+    policy = network_policies(render(helm_bin, values))[0]["spec"]
     assert policy["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "ingress-nginx"}
     # A LoadBalancer Service receives traffic from outside the cluster.
@@ -342,3 +376,63 @@ def test_environment_release_pin_has_the_shared_shape(env: str) -> None:
     assert re.fullmatch(r"[a-f0-9]{64}", values["model"]["sha256"])
     assert values["image"]["repository"] == "aiappacr.azurecr.io/ai-app"
     assert values["model"]["uri"].startswith("https://aiappmodels.blob.core.windows.net/")
+
+
+# --- gRPC ----------------------------------------------------------------------------------------
+
+
+def test_grpc_is_off_by_default(helm_bin: str) -> None:
+    rendered = render(helm_bin)
+    assert [p["name"] for p in rendered.app_container()["ports"]] == ["http"]
+    assert "GRPC_PORT" not in rendered.env()
+    assert [p["name"] for p in rendered.one("Service")["spec"]["ports"]] == ["http"]
+    assert "httpGet" in rendered.app_container()["readinessProbe"]
+
+
+def test_grpc_port_on_the_container_service_networkpolicy_and_helm_test(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"grpc": {"enabled": True, "workers": 3}})
+    container = rendered.app_container()
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert rendered.env()["GRPC_PORT"] == "8081"
+    assert rendered.env()["GRPC_WORKERS"] == "3"
+    service_ports = {p["name"]: p for p in rendered.one("Service")["spec"]["ports"]}
+    assert service_ports["grpc"] == {
+        "name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"
+    }
+    assert service_ports["http"]["appProtocol"] == "http"
+    policies = {p["metadata"]["name"]: p for p in rendered.of_kind("NetworkPolicy")}
+    for rule in policies["ai-app"]["spec"]["ingress"]:
+        assert {"port": "grpc", "protocol": "TCP"} in rule["ports"]
+    # The check pods (helm test, smoke check) may reach the gRPC port too.
+    to_app = policies["ai-app-checks"]["spec"]["egress"][-1]["ports"]
+    assert {"port": 8081, "protocol": "TCP"} in to_app
+    # Probes stay on HTTP unless asked for.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    test_args = rendered.one("Pod")["spec"]["containers"][0]["args"]
+    assert test_args[-1] == "ai-app.ai-app-test.svc:8081"
+
+
+def test_grpc_probes_use_the_kubelet_grpc_health_check(helm_bin: str) -> None:
+    rendered = render(helm_bin, {"grpc": {"enabled": True, "port": 9000, "probes": {"enabled": True}}})
+    container = rendered.app_container()
+    expected = {"port": 9000, "service": "inference.GRPCInferenceService"}
+    assert container["startupProbe"]["grpc"] == expected
+    assert container["readinessProbe"]["grpc"] == expected
+    assert "httpGet" not in container["readinessProbe"]
+    # Liveness is the process, on HTTP either way.
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    overall = render(helm_bin, {"grpc": {"enabled": True, "probes": {"enabled": True, "service": ""}}})
+    assert overall.app_container()["readinessProbe"]["grpc"] == {"port": 8081, "service": ""}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"grpc": {"probes": {"enabled": True}}}, "grpc.probes.enabled needs grpc.enabled"),
+        ({"grpc": {"enabled": True, "port": 8080}}, "grpc.port and server.port are both 8080"),
+        ({"grpc": {"enabled": True, "servicePort": 80}}, "grpc.servicePort and service.port are both 80"),
+    ],
+)
+def test_inconsistent_grpc_values_are_refused(helm_bin: str, values: dict[str, object], message: str) -> None:
+    with pytest.raises(RenderError, match=re.escape(message)):
+        render(helm_bin, values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import jsonschema
@@ -178,3 +179,22 @@ def test_malformed_values_are_rejected(helm_bin: str, values: dict[str, Any], fi
 def test_hpa_bounds_are_checked(helm_bin: str) -> None:
     message = render_error(helm_bin, {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}})
     assert "autoscaling.minReplicas" in message
+
+
+def test_the_chart_renders_as_a_subchart_with_global_values(helm_bin: str, tmp_path) -> None:
+    # An umbrella chart passes `global` to every subchart: the schema must accept it at the root.
+    import shutil
+
+    umbrella = tmp_path / "platform"
+    (umbrella / "charts").mkdir(parents=True)
+    shutil.copytree(CHART_DIR, umbrella / "charts" / "ai-app")
+    (umbrella / "Chart.yaml").write_text("apiVersion: v2\nname: platform\nversion: 1.0.0\n"
+                                         "dependencies:\n  - name: ai-app\n    version: '>=0.0.0-0'\n")
+    (umbrella / "values.yaml").write_text(json.dumps({
+        "global": {"imageRegistry": "aiappacr.azurecr.io", "environment": "staging"},
+        "ai-app": {"image": {"digest": IMAGE_DIGEST}, "model": {"sha256": MODEL_SHA256}},
+    }))
+    result = subprocess.run([helm_bin, "template", "platform", str(umbrella)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "kind: Deployment" in result.stdout

@@ -35,7 +35,7 @@ def test_the_run_completes_every_stage(delivery) -> None:
     result, _, timings = delivery
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     stages = json.loads(timings.read_text())["stages"]
-    assert len(stages) == 23
+    assert len(stages) == 26   # 20 with the chart stages + 6 of envbot propose
     assert "Lead time from a commit to dev pinned" in result.stdout
 
 
@@ -56,7 +56,7 @@ def test_promotions_went_through_pull_request_branches_with_rendered_diffs(deliv
     assert "pushed branch envbot/promote-ai-app-staging for review" in result.stdout
     assert "### Rendered manifests (helm template)" in result.stdout
     merges = _git(workdir / "environments.git", "log", "--merges", "--format=%an %s", "main").splitlines()
-    assert sum("envbot/promote-ai-app-prod" in m for m in merges) == 2
+    assert sum("envbot/promote-ai-app-prod" in m for m in merges) == 3   # release 1, chart-only, model v2
     assert all(m.startswith("Riley Reviewer") for m in merges)
 
 
@@ -80,6 +80,27 @@ def test_the_release_prod_pins_answered_a_prediction_with_model_v1(delivery) -> 
     assert prediction["model_version"] == "1"
     labels = next(o for o in prediction["outputs"] if o["name"] == "label")
     assert labels["data"] == [0, 2]  # a setosa and a virginica from the iris data
+
+
+def test_the_environments_repo_has_the_separate_layout_and_chart_pins(delivery) -> None:
+    _, workdir, _ = delivery
+    remote = workdir / "environments.git"
+    files = _git(remote, "ls-tree", "-r", "--name-only", "main").split()
+    assert not any(f.startswith("charts/") for f in files), "no chart beside the environments"
+    assert {f"environments/{env}/chart.yaml" for env in ("dev", "staging", "prod")} <= set(files)
+
+
+def test_the_chart_only_release_reached_prod_only_through_its_promotion(delivery) -> None:
+    result, workdir, _ = delivery
+    assert "prod renders the same manifests while the promotion pull request is open" in result.stdout
+    remote = workdir / "environments.git"
+    log = _git(remote, "log", "--format=%B%n--end--", "main", "--", "environments/dev/chart.yaml")
+    chart_updates = [m for m in log.split("--end--") if "Envbot-Action: update" in m and "Envbot-Chart:" in m]
+    assert len(chart_updates) >= 2   # the first chart, then the chart-only release
+    prod_chart = _git(remote, "show", "main:environments/prod/chart.yaml")
+    dev_chart = _git(remote, "show", "main:environments/dev/chart.yaml")
+    # The rollback reverted the model release in prod, not the chart release before it.
+    assert "tag: \"0.1.0-3.g" in prod_chart and "tag: \"0.1.0-3.g" in dev_chart
 
 
 def test_local_policy_switches_off_soak_and_freeze_only() -> None:

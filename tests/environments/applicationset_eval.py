@@ -4,7 +4,10 @@ Only what that ApplicationSet uses is implemented, and anything else is refused 
 change to the manifest cannot silently escape the tests:
 - the git files generator: one parameter set per file matching the glob (`*` stays inside one
   path segment), made of the file's YAML content plus path.path, path.basename, path.filename,
-  path.basenameNormalized, path.filenameNormalized and path.segments;
+  path.basenameNormalized, path.filenameNormalized and path.segments. With goTemplate the content
+  keeps its nesting (`{{ .spec.ref.digest }}` walks maps) and the generator's `path` map replaces a
+  top-level `path` key of the file; only fasttemplate flattens keys to "spec.ref.digest" strings
+  (argo-cd applicationset/generators/git.go, generateParamsFromGitFile);
 - goTemplate with field references only (`{{ .a.b }}`, optional `-` trim markers), applied to
   every string of the template; goTemplateOptions missingkey=error makes an unknown key an error.
 """

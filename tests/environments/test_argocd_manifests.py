@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from bot.pins import read_release_with
 from bot.policy import Policy, load_policy, parse_duration
-from tests.environments.applicationset_eval import TemplateError, generate_applications, render_string
+from bot.values import ChartPin, edit_chart_pin_text
+from tests.environments.applicationset_eval import (
+    TemplateError,
+    generate_applications,
+    git_files_params,
+    render_string,
+)
 from tests.environments.schemas import REPO_ROOT, argocd_errors
 
 ARGOCD_DIR = REPO_ROOT / "environments" / "argocd"
@@ -80,6 +87,63 @@ def test_applicationset_makes_one_application_per_environment(
         assert spec["syncPolicy"]["managedNamespaceMetadata"]["labels"]["ai-app.io/environment"] == env.name
 
 
+def _pins(policy: Policy, root: Path) -> dict[str, ChartPin]:
+    app = policy.app(APP)
+    result = {}
+    for env in policy.environments:
+        pin = read_release_with(lambda p: (root / p).read_text() if (root / p).is_file() else None,
+                                policy, app, env.name)
+        assert pin is not None
+        result[app.application(env.name)] = pin.chart
+    return result
+
+
+def test_each_application_renders_the_chart_its_environment_pins(
+        applications: list[dict[str, Any]], policy: Policy) -> None:
+    pins = _pins(policy, REPO_ROOT)
+    for application in applications:
+        chart_source = application["spec"]["sources"][0]
+        pin = pins[application["metadata"]["name"]]
+        assert pin.repository.startswith("oci://") and pin.digest.startswith("sha256:")
+        # Argo CD's OCI source: oci:// repoURL, a digest as targetRevision, path "." for a Helm chart.
+        assert chart_source["repoURL"] == pin.repository
+        assert chart_source["targetRevision"] == pin.digest
+        assert chart_source["path"] == "."
+        assert "chart" not in chart_source
+
+
+def test_a_chart_pin_change_moves_only_that_environment(tmp_path: Path, policy: Policy) -> None:
+    import shutil
+
+    shutil.copytree(REPO_ROOT / "environments", tmp_path / "environments")
+    before = {a["metadata"]["name"]: a for a in generate_applications(one("ApplicationSet"), tmp_path)}
+    dev_chart = tmp_path / "environments" / "dev" / "chart.yaml"
+    new = ChartPin("oci://aiappacr.azurecr.io/helm/ai-app", "0.2.0-2001.gfedcba987654", "sha256:" + "e" * 64)
+    dev_chart.write_text(edit_chart_pin_text(dev_chart.read_text(), new, "dev/chart.yaml"))
+    after = {a["metadata"]["name"]: a for a in generate_applications(one("ApplicationSet"), tmp_path)}
+    assert after["ai-app-dev"]["spec"]["sources"][0]["targetRevision"] == new.digest
+    assert after["ai-app-staging"] == before["ai-app-staging"]
+    assert after["ai-app-prod"] == before["ai-app-prod"]
+
+
+def test_deleting_the_applicationset_keeps_the_workloads() -> None:
+    spec = one("ApplicationSet")["spec"]
+    assert spec["syncPolicy"]["preserveResourcesOnDeletion"] is True
+    # The resources finalizer would cascade the Application's deletion to its resources anyway.
+    assert "finalizers" not in spec["template"]["metadata"]
+
+
+def test_go_template_params_keep_the_file_nesting_and_path_wins(tmp_path: Path) -> None:
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "chart.yaml").write_text("path: from-file\nspec:\n  ref:\n    digest: sha256:x\n")
+    (params,) = git_files_params(tmp_path, "*/chart.yaml")
+    assert params["spec"] == {"ref": {"digest": "sha256:x"}}
+    assert params["path"]["basename"] == "dev"
+    assert render_string("{{ .spec.ref.digest }}", params, missingkey_error=True) == "sha256:x"
+    with pytest.raises(TemplateError):
+        render_string("{{ .spec.ref.tag }}", params, missingkey_error=True)
+
+
 def test_generated_applications_match_the_application_crd(applications: list[dict[str, Any]]) -> None:
     for application in applications:
         assert argocd_errors(application) == [], application["metadata"]["name"]
@@ -116,6 +180,8 @@ def test_environment_folders_and_promotion_yaml_agree(policy: Policy) -> None:
     # the reverse) would deploy an environment envbot cannot promote into.
     folders = sorted(p.parent.name for p in (REPO_ROOT / "environments").glob("*/values.yaml"))
     assert folders == sorted(e.name for e in policy.environments)
+    pinned = sorted(p.parent.name for p in (REPO_ROOT / "environments").glob("*/chart.yaml"))
+    assert pinned == folders, "every environment pins its chart beside its values"
     for env in policy.environments:
         assert env.namespace == f"{APP}-{env.name}"
 
@@ -196,3 +262,28 @@ def test_notification_subscriptions_are_configured() -> None:
                 assert f"template.{template}" in notifications["templates"]
     recipients = YAML(typ="safe").load(notifications["notifiers"]["service.teams-workflows"])["recipientUrls"]
     assert set(annotations.values()) <= set(recipients)
+
+
+def test_on_deployed_fires_once_per_multi_source_revision_set() -> None:
+    from tests.environments.schemas import argocd_errors
+
+    notifications = YAML(typ="safe").load(HELM_VALUES.read_text())["notifications"]
+    (definition,) = YAML(typ="safe").load(notifications["triggers"]["trigger.on-deployed"])
+    sources = one("ApplicationSet")["spec"]["template"]["spec"]
+    assert "sources" in sources and "source" not in sources   # multi-source Applications
+    # For multi-source Applications Argo CD fills syncResult.revisions (one per source), not .revision:
+    # the Application schema takes a list there, and refuses a single string.
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "ai-app-prod", "namespace": "argocd"},
+        "spec": {"project": "ai-app", "destination": {"server": "https://kubernetes.default.svc", "namespace": "p"},
+                 "sources": [{"repoURL": "oci://example.azurecr.io/helm/ai-app", "targetRevision": "1.0.0",
+                              "path": "."}]},
+        "status": {"operationState": {"operation": {"sync": {}}, "phase": "Succeeded",
+                                      "startedAt": "2026-01-01T00:00:00Z",
+                                      "syncResult": {"revision": "", "revisions": ["sha256:ab", "0123abc"]}}},
+    }
+    assert not [e for e in argocd_errors(application) if "syncResult" in e]
+    application["status"]["operationState"]["syncResult"]["revisions"] = "0123abc"
+    assert [e for e in argocd_errors(application) if e.startswith("status.operationState.syncResult.revisions")]
+    assert definition["oncePer"].replace("?", "") == "app.status.operationState.syncResult.revisions"

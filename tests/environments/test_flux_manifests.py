@@ -1,9 +1,10 @@
-"""environments/flux: the Flux CRDs' schemas, references that resolve, and the same values files as Argo CD.
+"""environments/flux: the Flux CRDs' schemas, references that resolve, each environment's own chart pin and values.
 
 Each object is validated against its CRD schema (from @kubernetes-models/flux-cd, see
-tests/environments/schemas.py); then the checks the controllers would fail on at run time:
-intervals, source references, chart paths, and - through a real `kubectl kustomize` build - that
-each HelmRelease reads exactly environments/<env>/values.yaml.
+tests/environments/schemas.py; unknown fields are errors); then the checks the controllers would fail
+on at run time: intervals, source references, and - through a real `kubectl kustomize` build - that
+each HelmRelease reads exactly environments/<env>/values.yaml and renders the chart
+environments/<env>/chart.yaml pins, at its digest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from bot.pins import read_release_with
 from bot.policy import Policy, load_policy
 from devenv.helm import kubectl_binary
 from tests.environments.schemas import FLUX_CRDS, REPO_ROOT, flux_errors
@@ -38,9 +40,14 @@ def load_documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in YAML(typ="safe").load_all(path.read_text()) if d]
 
 
+def chart_pin_files() -> list[Path]:
+    return sorted((REPO_ROOT / "environments").glob("*/chart.yaml"))
+
+
 def flux_objects() -> list[tuple[Path, dict[str, Any]]]:
-    return [(p, d) for p in sorted(FLUX_DIR.rglob("*.yaml")) if p.name not in KUSTOMIZE_FILES
-            for d in load_documents(p)]
+    """Every object Flux applies: environments/flux and the environments' chart pins."""
+    files = [p for p in sorted(FLUX_DIR.rglob("*.yaml")) if p.name not in KUSTOMIZE_FILES] + chart_pin_files()
+    return [(p, d) for p in files for d in load_documents(p)]
 
 
 def of_kind(kind: str) -> list[dict[str, Any]]:
@@ -71,7 +78,7 @@ def kustomize(kubectl: str, directory: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("path_and_doc", flux_objects(),
-                         ids=lambda pd: f"{pd[0].relative_to(FLUX_DIR)}:{pd[1]['metadata']['name']}")
+                         ids=lambda pd: f"{pd[0].relative_to(REPO_ROOT)}:{pd[1]['metadata']['name']}")
 def test_objects_are_known_kinds_with_intervals(path_and_doc: tuple[Path, dict[str, Any]]) -> None:
     path, document = path_and_doc
     assert (document.get("apiVersion"), document.get("kind")) in KNOWN_KINDS, path
@@ -87,13 +94,16 @@ def test_objects_are_known_kinds_with_intervals(path_and_doc: tuple[Path, dict[s
 
 
 @pytest.mark.parametrize("path_and_doc", [(p, d) for p, d in flux_objects() if d["kind"] != "Namespace"],
-                         ids=lambda pd: f"{pd[0].relative_to(FLUX_DIR)}:{pd[1]['metadata']['name']}")
+                         ids=lambda pd: f"{pd[0].relative_to(REPO_ROOT)}:{pd[1]['metadata']['name']}")
 def test_object_matches_its_crd(path_and_doc: tuple[Path, dict[str, Any]]) -> None:
     path, document = path_and_doc
     assert flux_errors(document) == [], path
 
 
 def test_crd_validation_catches_a_misspelt_field_a_missing_one_and_a_wrong_type() -> None:
+    (pin,) = [d for p, d in flux_objects() if p == chart_pin_files()[0]]
+    pin["spec"]["ref"]["digests"] = pin["spec"]["ref"].pop("digest")
+    assert flux_errors(pin) == ["spec.ref: Additional properties are not allowed ('digests' was unexpected)"]
     (release, *_) = of_kind("HelmRelease")
     release["spec"]["releasename"] = release["spec"].pop("releaseName")
     assert flux_errors(release) == ["spec: Additional properties are not allowed ('releasename' was unexpected)"]
@@ -101,8 +111,8 @@ def test_crd_validation_catches_a_misspelt_field_a_missing_one_and_a_wrong_type(
     del release["spec"]["interval"]
     assert flux_errors(release) == ["spec: must have required property interval"]
     (release, *_) = of_kind("HelmRelease")
-    release["spec"]["chart"]["spec"]["chart"] = 42
-    assert flux_errors(release) == ["spec.chart.spec.chart: must be string"]
+    release["spec"]["chartRef"]["name"] = 42
+    assert flux_errors(release) == ["spec.chartRef.name: must be string"]
 
 
 def test_every_flux_kind_used_has_a_schema() -> None:
@@ -113,24 +123,33 @@ def test_every_flux_kind_used_has_a_schema() -> None:
 def test_source_references_resolve() -> None:
     defined = {key(d) for _, d in flux_objects()}
     for release in of_kind("HelmRelease"):
-        chart = release["spec"]["chart"]["spec"]
-        ref = chart["sourceRef"]
+        assert "chart" not in release["spec"], "the chart comes from the environment's pin (chartRef)"
+        ref = release["spec"]["chartRef"]
         assert (ref["kind"], ref.get("namespace", release["metadata"]["namespace"]), ref["name"]) in defined
-        assert GO_DURATION.match(chart.get("interval", ""))
     for kustomization in of_kind("Kustomization"):
         ref = kustomization["spec"]["sourceRef"]
         assert (ref["kind"], ref.get("namespace", kustomization["metadata"]["namespace"]), ref["name"]) in defined
 
 
-def test_chart_paths_exist_in_the_chart_repository() -> None:
-    sources = {d["metadata"]["name"]: d for d in of_kind("GitRepository")}
-    for release in of_kind("HelmRelease"):
-        chart = release["spec"]["chart"]["spec"]
-        source = sources[chart["sourceRef"]["name"]]
-        assert source["spec"]["url"].endswith("/_git/ai-app"), "the chart comes from the application repository"
-        assert (REPO_ROOT / chart["chart"] / "Chart.yaml").is_file(), chart["chart"]
-        # The artifact keeps the chart directory: the ignore rules must not drop it.
-        assert f"!/{chart['chart'].removeprefix('./')}/" in source["spec"]["ignore"]
+def test_each_release_renders_its_environments_pinned_chart(kubectl: str, policy: Policy) -> None:
+    built = kustomize(kubectl, FLUX_DIR / "releases")
+    sources = {d["metadata"]["name"]: d for d in built if d["kind"] == "OCIRepository"}
+    releases = {d["spec"]["targetNamespace"]: d for d in built if d["kind"] == "HelmRelease"}
+    app = policy.app("ai-app")
+    for env in policy.environments:
+        pin = read_release_with(lambda p: (REPO_ROOT / p).read_text() if (REPO_ROOT / p).is_file() else None,
+                                policy, app, env.name)
+        assert pin is not None
+        source = sources[releases[env.namespace]["spec"]["chartRef"]["name"]]
+        # ref.digest takes precedence over semver and tag: Flux pulls exactly the pinned artifact.
+        assert source["spec"]["url"] == pin.chart.repository
+        assert source["spec"]["ref"] == {"tag": pin.chart.version, "digest": pin.chart.digest}
+        # chartRef to an OCIRepository needs the chart layer copied as is (Flux HelmRelease docs).
+        assert source["spec"]["layerSelector"] == {
+            "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "operation": "copy"}
+    no_branch = [d for d in built + of_kind("GitRepository") if d["kind"] == "GitRepository"
+                 and d["metadata"]["name"] != "environments"]
+    assert no_branch == [], "no chart source follows a branch"
 
 
 def test_kustomization_paths_exist() -> None:
@@ -146,8 +165,9 @@ def test_repository_urls_match_argo_cd() -> None:
     urls = {d["metadata"]["name"]: d["spec"]["url"] for d in of_kind("GitRepository")}
     releases_source = of_kind("Kustomization")[0]["spec"]["sourceRef"]["name"]
     assert urls[releases_source] == values_source["repoURL"] == argocd["spec"]["generators"][0]["git"]["repoURL"]
-    chart_sources = {r["spec"]["chart"]["spec"]["sourceRef"]["name"] for r in of_kind("HelmRelease")}
-    assert {urls[name] for name in chart_sources} == {chart_source["repoURL"]}
+    # Both read the chart location from the same file: Argo CD's generator globs the chart pins.
+    assert argocd["spec"]["generators"][0]["git"]["files"] == [{"path": "environments/*/chart.yaml"}]
+    assert chart_source["repoURL"] == "{{ .spec.url }}"
 
 
 def test_one_release_per_environment(policy: Policy) -> None:
@@ -185,3 +205,4 @@ def test_cluster_entry_point_builds_sources_and_releases(kubectl: str) -> None:
     assert sorted(key(d) for d in built) == sorted(
         key(d) for p, d in flux_objects() if p.parent == FLUX_DIR / "cluster")
     assert {d["kind"] for d in built} == {"GitRepository", "Kustomization"}
+    assert [d["metadata"]["name"] for d in built if d["kind"] == "GitRepository"] == ["environments"]

@@ -264,9 +264,9 @@ def template_script(path: str, display_name: str) -> str:
 
 
 @pytest.fixture
-def pinned_env_repo(tmp_path: Path, base_image: str, oci_registry, blob_models: str):
-    """An environments repo whose dev pins an image in the TLS registry and iris-logreg 2, served at Azure
-    Repos' URL shape behind bearer auth."""
+def pinned_env_repo(tmp_path: Path, base_image: str, oci_registry, blob_models: str, charts):
+    """An environments repo whose dev pins an image in the TLS registry, iris-logreg 2 and chart build 1,
+    served at Azure Repos' URL shape behind bearer auth."""
     from app.modelstore import stat_model
     from bot.values import ImagePin, ModelPin, ReleasePin
     from tests.bot.conftest import build_and_push
@@ -277,7 +277,7 @@ def pinned_env_repo(tmp_path: Path, base_image: str, oci_registry, blob_models: 
     digest = build_and_push(base_image, name, "pipelines", {"org.opencontainers.image.revision": "0" * 40})
     model = stat_model(f"{blob_models}/iris-logreg/2/model.onnx")
     pin = ReleasePin(ImagePin(name, "pipelines", digest), ModelPin("blob", model.name, model.version, model.uri,
-                                                                  model.sha256))
+                                                                  model.sha256), charts["1"])
     repo = make_env_repo(tmp_path, pins={"dev": pin})
     with serve(tmp_path, TOKEN) as server:
         yield repo, server, f"{name}@{digest}"
@@ -288,6 +288,7 @@ def run_envbot_update(server, env: dict[str, str], token: str = TOKEN) -> subpro
     base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env={
         **base, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "IMAGE_REF": "", "MODEL_URI": "",
+        "CHART_REF": "",
         "ENVIRONMENTS_REPOSITORY": "environments", "SCRIPTS_DIR": "pipelines/scripts",
         "COLLECTION_URI": server.collection_uri, "TEAM_PROJECT": server.project, "SYSTEM_ACCESSTOKEN": token,
         "ENVBOT_GIT_NAME": "envbot (Azure Pipelines)", "ENVBOT_GIT_EMAIL": "envbot@pipelines.invalid", **env,
@@ -308,6 +309,16 @@ def test_model_only_release_pins_the_model_and_keeps_devs_image(pinned_env_repo,
     assert f'digest: "{image.split("@")[1]}"' in dev and "uri: " + new_model in dev and 'version: "10"' in dev
     message = repo.message()
     assert "Envbot-Action: update" in message and f"Envbot-Image: {image}" in message
+
+
+def test_ci_pins_the_chart_it_pushed_with_the_image(pinned_env_repo, charts, oci_registry) -> None:
+    repo, server, image = pinned_env_repo
+    proc = run_envbot_update(server, {"IMAGE_REF": image, "CHART_REF": charts["2"].ref,
+                                      "REQUESTS_CA_BUNDLE": str(oci_registry.ca_file)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    chart = repo.show("environments/dev/chart.yaml")
+    assert f'tag: "{charts["2"].version}"' in chart and f'digest: "{charts["2"].digest}"' in chart
+    assert f"Envbot-Chart: {charts['2'].label}" in repo.message()
 
 
 def test_a_refused_token_pushes_nothing(pinned_env_repo, blob_models) -> None:
@@ -338,3 +349,30 @@ def test_pinned_image_reads_envbot_status(tmp_path: Path, capsys, monkeypatch) -
     assert capsys.readouterr().out == f"{dev['image']['repository']}@{dev['image']['digest']}\n"
     with pytest.raises(SystemExit, match="no environment 'qa'"):
         pinned_image.pinned_image(json.loads(status), "qa")
+
+
+@pytest.mark.docker
+def test_render_details_give_each_environment_its_pinned_chart(env_repo: Path, charts, oci_registry, helm_bin,
+                                                                monkeypatch, tmp_path: Path) -> None:
+    from bot.values import edit_chart_pin_text
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(oci_registry.ca_file))
+    monkeypatch.setenv("ENVBOT_HELM", helm_bin)
+    monkeypatch.setenv("ENVBOT_CACHE_DIR", str(tmp_path / "cache"))
+    template = (REPO_ROOT / "environments" / "dev" / "chart.yaml").read_text()
+    for env, build in (("dev", "2"), ("staging", "1")):
+        (env_repo / env / "chart.yaml").write_text(edit_chart_pin_text(template, charts[build], "chart.yaml"))
+    commit(env_repo, "dev/values.yaml", "image:\n  tag: b\n")
+    details = changed_environments.render_details(env_repo, ["dev", "staging"])
+    charts_used = {line.split()[0]: Path(line.split()[3]) for line in details}
+    # Each environment renders the package of the chart it pins, pulled by digest: not the repo's chart path.
+    assert charts_used["dev"].name == f"{charts['2'].digest.split(':')[1]}.tgz"
+    assert charts_used["staging"].name == f"{charts['1'].digest.split(':')[1]}.tgz"
+    rendered = subprocess.run([helm_bin, "template", "ai-app", str(charts_used["dev"]), "--set",
+                               "image.repository=r.example/ai-app", "--set", "image.tag=x"],
+                              capture_output=True, text=True, check=True).stdout
+    assert 'ai-app.io/chart-change: "2"' in rendered
+    (env_repo / "staging" / "chart.yaml").write_text(
+        (env_repo / "staging" / "chart.yaml").read_text().replace(charts["1"].digest, "sha256:" + "0" * 64))
+    with pytest.raises(SystemExit, match=r"staging/chart.yaml: cannot pull chart .*not found"):
+        changed_environments.render_details(env_repo, ["staging"])

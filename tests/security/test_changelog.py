@@ -58,8 +58,9 @@ def promote_with_labels(tmp_path: Path, registry, helm_bin: str, old_labels: dic
     pins = {"staging": ReleasePin(ImagePin(f"{registry.host}/sec/ai-app", f"{tag}-old", old_digest), model)}
     repo = make_env_repo(tmp_path, policy=policy, pins=pins)
     env = envbot_env(tmp_path, REQUESTS_CA_BUNDLE=str(registry.ca_file), ENVBOT_HELM=helm_bin, **(env_extra or {}))
+    # staging is gated (it follows dev): the direct write is an override, as a hotfix would be.
     proc = run_envbot("update", "staging", "--image", f"{registry.host}/sec/ai-app:{tag}-new", "--dry-run", "--json",
-                      "--repo", str(repo.remote), *extra, env=env)
+                      "--override-reason", "security test", "--repo", str(repo.remote), *extra, env=env)
     return json.loads(proc.stdout), proc.stderr
 
 

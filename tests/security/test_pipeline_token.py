@@ -64,7 +64,9 @@ def run_render_job(work: Path, fake_helm: FakeHelm, home: Path, until: str | Non
     """The render job's bash steps, in order, as the agent runs them; the names of the steps run."""
     job = next(j for j in jobs() if any(s.get("checkout") == "environments" for s in j["steps"]))
     variables = {"System.PullRequest.TargetBranch": "refs/heads/main", "kubernetesVersion": "1.30.0",
-                 "System.AccessToken": CANARY_ENV, "environmentsRepository": "ai-app-environments"}
+                 "System.AccessToken": CANARY_ENV, "environmentsRepository": "ai-app-environments",
+                 # Set by the Docker@2 login task: the registry login handed to helm for pinned charts.
+                 "DOCKER_CONFIG": str(home / ".docker")}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("SYSTEM_", "AZURE_", "ENVBOT_"))}
     base_env |= {"PATH": f"{fake_helm.directory}{os.pathsep}{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}"
                          f"{os.environ['PATH']}",

@@ -120,6 +120,15 @@ Checks the values the schema cannot express (they depend on each other); renders
 {{- if and .Values.service.azureDnsLabel (ne .Values.service.type "LoadBalancer") -}}
 {{- fail (printf "service.azureDnsLabel is set but service.type is %q: the DNS label applies only to a LoadBalancer" .Values.service.type) -}}
 {{- end -}}
+{{- if and .Values.grpc.enabled (eq (int .Values.grpc.port) (int .Values.server.port)) -}}
+{{- fail (printf "grpc.port and server.port are both %v: gRPC needs a container port of its own" .Values.server.port) -}}
+{{- end -}}
+{{- if and .Values.grpc.enabled (eq (int .Values.grpc.servicePort) (int .Values.service.port)) -}}
+{{- fail (printf "grpc.servicePort and service.port are both %v: the Service needs a port for each" .Values.service.port) -}}
+{{- end -}}
+{{- if and .Values.grpc.probes.enabled (not .Values.grpc.enabled) -}}
+{{- fail "grpc.probes.enabled needs grpc.enabled: the probes call the gRPC server" -}}
+{{- end -}}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail (printf "autoscaling.minReplicas (%v) is above autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) -}}
 {{- end -}}
@@ -153,4 +162,126 @@ seccompProfile:
 {{/* Model file path inside the app container in blob/s3 mode. */}}
 {{- define "ai-app.fetchedModelPath" -}}
 {{- printf "%s/model.onnx" (trimSuffix "/" .Values.model.mountPath) -}}
+{{- end -}}
+
+{{/* In-cluster URL of the Service (what the test pod and the smoke check call). */}}
+{{- define "ai-app.serviceURL" -}}
+{{- printf "http://%s.%s.svc:%v" (include "ai-app.fullname" .) .Release.Namespace .Values.service.port -}}
+{{- end -}}
+
+{{/*
+Pod spec of the inference check shared by the `helm test` pod and the post-sync smoke-check Job:
+wait for /v2/health/ready, then one V2 inference built from the model's own metadata (zeros of each
+input's datatype and shape). Call with (dict "root" $ "timeoutSeconds" N).
+*/}}
+{{- define "ai-app.inferenceCheckPodSpec" -}}
+restartPolicy: Never
+automountServiceAccountToken: false
+enableServiceLinks: false
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "ai-app.podSecurityContext" .root | nindent 2 }}
+containers:
+  - name: inference-check
+    # The app image itself (it has Python): no extra image to mirror, scan or pin.
+    image: {{ include "ai-app.image" .root }}
+    imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+    command:
+      - python
+      - -c
+      - |
+        import json, sys, time, urllib.request
+        base, model, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+        def call(path, body=None):
+            data = None if body is None else json.dumps(body).encode()
+            req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.load(resp)
+        while True:
+            try:
+                call("/v2/health/ready")
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    sys.exit(f"{base}/v2/health/ready not ready: {exc}")
+                time.sleep(2)
+        meta = call(f"/v2/models/{model}")
+        zero = {"BYTES": ""}
+        inputs = []
+        for spec in meta["inputs"]:
+            shape = [1 if dim < 0 else dim for dim in spec["shape"]]
+            count = 1
+            for dim in shape:
+                count *= dim
+            inputs.append({"name": spec["name"], "shape": shape, "datatype": spec["datatype"],
+                           "data": [zero.get(spec["datatype"], 0)] * count})
+        result = call(f"/v2/models/{model}/infer", {"inputs": inputs})
+        if not result.get("outputs"):
+            sys.exit(f"inference on {model} returned no outputs: {result}")
+        print(f"ready and inferred on {model}: outputs {[o['name'] for o in result['outputs']]}")
+        if len(sys.argv) > 4 and sys.argv[4]:
+            # The same over gRPC, with the image's own stubs (app.oip_grpc) and raw contents.
+            import grpc
+            from app.datatypes import BY_NAME
+            from app.oip_grpc.protocol import open_inference_grpc_pb2 as pb
+            from app.oip_grpc.protocol import open_inference_grpc_pb2_grpc as pb_grpc
+            with grpc.insecure_channel(sys.argv[4]) as channel:
+                stub = pb_grpc.GRPCInferenceServiceStub(channel)
+                while not stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready:
+                    if time.monotonic() > deadline:
+                        sys.exit(f"gRPC {sys.argv[4]} not ready")
+                    time.sleep(2)
+                meta = stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=10)
+                request = pb.ModelInferRequest(model_name=model)
+                for spec in meta.inputs:
+                    shape = [1 if dim < 0 else dim for dim in spec.shape]
+                    count = 1
+                    for dim in shape:
+                        count *= dim
+                    request.inputs.add(name=spec.name, datatype=spec.datatype, shape=shape)
+                    item = 4 if spec.datatype == "BYTES" else BY_NAME[spec.datatype].dtype.itemsize
+                    request.raw_input_contents.append(bytes(count * item))
+                response = stub.ModelInfer(request, timeout=10)
+                if not response.outputs or len(response.raw_output_contents) != len(response.outputs):
+                    sys.exit(f"gRPC inference on {model} returned no outputs: {response}")
+                print(f"gRPC ready and inferred on {model}: outputs {[o.name for o in response.outputs]}")
+    args:
+      - {{ include "ai-app.serviceURL" .root | quote }}
+      - {{ .root.Values.model.name | quote }}
+      - {{ .timeoutSeconds | quote }}
+      {{- if .root.Values.grpc.enabled }}
+      - {{ printf "%s.%s.svc:%v" (include "ai-app.fullname" .root) .root.Release.Namespace .root.Values.grpc.servicePort | quote }}
+      {{- end }}
+    securityContext:
+      {{- include "ai-app.containerSecurityContext" .root | nindent 6 }}
+    resources:
+      requests:
+        cpu: 10m
+        memory: 32Mi
+      limits:
+        cpu: 200m
+        memory: 128Mi
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 16Mi
+{{- end -}}
+
+{{/* What the startup and readiness probes check: /v2/health/ready, or the gRPC health service. */}}
+{{- define "ai-app.readinessCheck" -}}
+{{- if .Values.grpc.probes.enabled -}}
+grpc:
+  port: {{ .Values.grpc.port }}
+  service: {{ .Values.grpc.probes.service | quote }}
+{{- else -}}
+httpGet:
+  path: /v2/health/ready
+  port: http
+{{- end -}}
 {{- end -}}

@@ -1,0 +1,65 @@
+"""The service's gRPC stack with an empty servicer: GRPC_WORKERS-style forked processes, each a
+grpc.aio server on the shared port with app.oip_grpc.server's options, answering ModelInfer with a
+fixed small response without parsing the request. Its calls/s is the ceiling the real service is
+measured against, and a bound on what the load generator can drive.
+
+    python benchmarks/empty_grpc_server.py --port 8081 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.config import Settings
+
+RESPONSE = b"\x0a\x05empty"  # a ModelInferResponse with model_name "empty"
+
+
+def serve(port: int) -> None:
+    import asyncio
+
+    import grpc
+
+    from app.oip_grpc.server import server_options
+    from app.oip_grpc.service import SERVICE_NAME
+
+    async def model_infer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return RESPONSE
+
+    async def main() -> None:
+        server = grpc.aio.server(options=server_options(Settings(GRPC_PORT=port)))
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE_NAME, {"ModelInfer": grpc.unary_unary_rpc_method_handler(model_infer)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    asyncio.run(main())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    context = multiprocessing.get_context("fork")  # before any grpc import, as the service does
+    workers = [context.Process(target=serve, args=(args.port,)) for _ in range(args.workers)]
+    for worker in workers:
+        worker.start()
+    signal.signal(signal.SIGTERM, lambda *_: [w.terminate() for w in workers])
+    for worker in workers:
+        worker.join()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
