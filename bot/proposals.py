@@ -30,13 +30,13 @@ from bot.git import Identity, PushRejected, Workspace
 from bot.modelgates import model_report, model_section
 from bot.models import check_model
 from bot.output import short_digest
-from bot.pins import pin_origin, same_release
+from bot.pins import pin_origin, release_from_texts, same_release
 from bot.policy import App, Environment, Policy
 from bot.registry import ImageRef, RegistryClient, parse_image_ref
 from bot.render import render
 from bot.steps import Promotion, pin_release, run_steps
 from bot.steps.land import branch_remote
-from bot.values import ReleasePin, edit_pin_text, read_pin_fast, read_pin_text
+from bot.values import ReleasePin, edit_chart_pin_text, edit_pin_text, read_chart_pin_text, read_pin_fast, read_pin_text
 
 ACTIONS = ("opened", "updated", "unchanged", "merged", "closed", "blocked", "error")
 STATUS_GENRE = "envbot"
@@ -116,7 +116,9 @@ class Proposer:
     def prepare(self, apps: list[App]) -> None:
         """Check out every values file and chart of APPS (one batched blob fetch) and list the proposal branches."""
         ws = self.workspace
-        paths = {self.policy.repo_path(app, env.name) for app in apps for env in self.policy.environments}
+        # Values files and chart pins: a release is image + model + chart, and a proposal moves all three.
+        paths = {path for app in apps for env in self.policy.environments
+                 for path in self.policy.env_paths(app, env.name)}
         root = ws.path.resolve()
         for app in apps:
             if app.chart.path:
@@ -148,11 +150,18 @@ class Proposer:
             self._forge_checked = True
         return self._forge
 
-    def _pin(self, path: str, text: str) -> ReleasePin:
-        # Each upstream is also an environment: its file is read once for both comparisons.
+    def _pin(self, path: str, text: str, chart_path: str) -> ReleasePin:
+        # Each upstream is also an environment: its files are read once for both comparisons.
         if path not in self._pins:
-            self._pins[path] = read_pin_fast(text, path)
+            pin = read_pin_fast(text, path)
+            chart_text = self._read(chart_path)
+            if chart_text is not None:
+                pin = replace(pin, chart=read_chart_pin_text(chart_text, chart_path))
+            self._pins[path] = pin
         return self._pins[path]
+
+    def _strict(self, text: str, path: str, chart_path: str) -> ReleasePin:
+        return release_from_texts(text, self._read(chart_path), path, chart_path)
 
     def _read(self, path: str) -> str | None:
         file = self.workspace.path / path
@@ -177,12 +186,14 @@ class Proposer:
 
     def _reconcile(self, app: App, src: Environment, dst: Environment, proposal: Proposal) -> None:
         src_path, dst_path = self.policy.repo_path(app, src.name), self.policy.repo_path(app, dst.name)
+        src_chart, dst_chart = self.policy.chart_pin_repo_path(app, src.name), self.policy.chart_pin_repo_path(
+            app, dst.name)
         src_text, dst_text = self._read(src_path), self._read(dst_path)
         if src_text is None or dst_text is None:
             missing = src_path if src_text is None else dst_path
             raise EnvbotError(f"{missing}: no values file for app {app.name}")
         # The fast reader decides "nothing to do" for hundreds of files; a proposal re-reads strictly.
-        src_pin, dst_pin = self._pin(src_path, src_text), self._pin(dst_path, dst_text)
+        src_pin, dst_pin = self._pin(src_path, src_text, src_chart), self._pin(dst_path, dst_text, dst_chart)
         branch = proposal.branch
         assert branch is not None
         branch_sha = self.remote_branches.get(branch)
@@ -197,12 +208,22 @@ class Proposer:
                 return
             self._close(proposal, branch, branch_sha)
             return
-        src_pin, dst_pin = read_pin_text(src_text, src_path), read_pin_text(dst_text, dst_path)
+        src_pin = self._strict(src_text, src_path, src_chart)
+        dst_pin = self._strict(dst_text, dst_path, dst_chart)
         if same_release(src_pin, dst_pin):
             raise EnvbotError(f"{src_path}, {dst_path}: read differently by the fast and the strict YAML reader")
         proposal.release = src_pin
         wanted = edit_pin_text(dst_text, src_pin, dst_path)
-        origin = pin_origin(self.workspace, src_path, src_pin)
+        dst_chart_text = self._read(dst_chart)
+        wanted_chart = dst_chart_text
+        if src_pin.chart.repository:
+            if dst_chart_text is None:
+                raise EnvbotError(f"{dst_chart}: {dst.name} has no chart pin file to pin {src_pin.chart.ref} in")
+            wanted_chart = edit_chart_pin_text(dst_chart_text, src_pin.chart, dst_chart)
+        # The files the proposal writes, and what main has now: compared with the branch, merged as one.
+        files = {dst_path: wanted} | ({dst_chart: wanted_chart} if wanted_chart is not None else {})
+        base = {dst_path: dst_text} | ({dst_chart: dst_chart_text} if wanted_chart is not None else {})
+        origin = pin_origin(self.workspace, self.policy.env_paths(app, src.name), src_pin)
         if origin is None:
             raise EnvbotError(f"{src_path}: not in the history of {self.workspace.branch}")
         landed = datetime.fromtimestamp(origin.committed, UTC)
@@ -217,7 +238,10 @@ class Proposer:
 
         branch_text = self._branch_file(branch, branch_sha, dst_path) if branch_sha else None
         pull = self._find_pull(branch) if branch_sha and self.forge is not None else None
-        current = branch_text == wanted and (self.forge is None or pull is not None)
+        on_branch = branch_text == wanted and all(
+            self._branch_file(branch, branch_sha, path) == text for path, text in files.items() if path != dst_path
+        ) if branch_sha else False
+        current = on_branch and (self.forge is None or pull is not None)
         if current:
             proposal.commit = branch_sha
             proposal.reason = "the proposal is up to date"
@@ -257,7 +281,7 @@ class Proposer:
             proposal.statuses_posted = self.forge.publish_statuses(pull, proposal.commit, [
                 (f"{STATUS_GENRE}/{g.name}", g.state, g.description) for g in gates])
         if automatic and green:
-            self._merge(dst, proposal, pull, dst_text, wanted, dst_path)
+            self._merge(dst, proposal, pull, base, files)
         elif current and not green:
             proposal.action = "blocked"
             proposal.reason = "; ".join(gate.failures(gates))
@@ -273,7 +297,9 @@ class Proposer:
                 check_model(pin.model)
 
         def chart_renders() -> None:
-            render(self.policy, app, dst.namespace, wanted, f"{path}@proposal")
+            # With the chart the proposal pins (the upstream's), as Argo CD or Flux would deploy it.
+            render(self.policy, app, dst.namespace, wanted, f"{path}@proposal",
+                   pin.chart if pin.chart.repository else None)
 
         checks: list[tuple[str, Callable[[], None], str]] = [
             (gate.ARTIFACTS, artifacts_exist,
@@ -308,7 +334,7 @@ class Proposer:
         promotion = Promotion(
             workspace=self.workspace, policy=self.policy, app=app, env=landing_env, action="promote",
             identity=self.identity, dry_run=self.dry_run, pin=pin, trailers=tuple(trailers), render=render,
-            model_section=model, reads=(self.policy.repo_path(app, src.name),),
+            model_section=model, reads=tuple(self.policy.env_paths(app, src.name)),
             subject=f"envbot: promote {app.name} {src.name} -> {dst.name} ({pin.image.tag or pin.image.digest[:19]})",
         )
         try:
@@ -342,8 +368,8 @@ class Proposer:
 
     # --- auto-merge ----------------------------------------------------------------------------------
 
-    def _merge(self, dst: Environment, proposal: Proposal, pull: dict[str, Any] | None, base: str,
-               wanted: str, path: str) -> None:
+    def _merge(self, dst: Environment, proposal: Proposal, pull: dict[str, Any] | None,
+               base: dict[str, str | None], files: dict[str, str]) -> None:
         assert proposal.commit and proposal.branch
         message = self.workspace.g.log("-1", "--format=%B", proposal.commit)
         if pull is not None:
@@ -358,7 +384,7 @@ class Proposer:
         if self.forge is not None:
             raise Conflict(f"no open pull request for {proposal.branch} to complete")
         try:
-            proposal.merged_commit = self._merge_on_plain_git(dst, proposal, message, base, wanted, path)
+            proposal.merged_commit = self._merge_on_plain_git(dst, proposal, message, base, files)
         except ProposalStale as exc:
             proposal.action, proposal.reason = "blocked", str(exc)
             return
@@ -368,12 +394,12 @@ class Proposer:
             return
         proposal.action, proposal.reason = "merged", f"every gate is green; merged into {self.workspace.branch}"
 
-    def _merge_on_plain_git(self, dst: Environment, proposal: Proposal, message: str, base: str,
-                            wanted: str, path: str) -> str | None:
-        """Merge the proposal into main: main's tree with the proposal's values file, as a merge commit
+    def _merge_on_plain_git(self, dst: Environment, proposal: Proposal, message: str,
+                            base: dict[str, str | None], files: dict[str, str]) -> str | None:
+        """Merge the proposal into main: main's tree with the proposal's files (values, chart pin), as a merge commit
         (noFastForward, parents main and the proposal) or a squash (parent main), keeping its trailers.
 
-        BASE is the file the proposal was built on; if main's copy differs now, the next run rebuilds it.
+        BASE holds the files the proposal was built on; if main's copies differ now, the next run rebuilds it.
         Returns the merge commit, or None when main already has the change (a concurrent merge).
         """
         ws = self.workspace
@@ -384,18 +410,19 @@ class Proposer:
         if dst.merge_strategy == "noFastForward":
             message = f"Merge {proposal.branch}: {subject}\n{rest}"
         for _attempt in range(MERGE_ATTEMPTS):
-            file = ws.path / path
-            current = file.read_text() if file.is_file() else None
-            if current == wanted:
+            current = {path: self._read(path) for path in files}
+            if current == files:
                 return None      # another run (or a reviewer) merged the same change meanwhile
-            if current != base:
-                # main moved under the proposal (someone changed this file): the next run rebuilds it.
-                raise ProposalStale(f"{path} changed on {ws.branch} while envbot worked; the next run "
+            moved = [path for path in files if current[path] != base.get(path)]
+            if moved:
+                # main moved under the proposal (someone changed these files): the next run rebuilds it.
+                raise ProposalStale(f"{', '.join(moved)} changed on {ws.branch} while envbot worked; the next run "
                                     "rebuilds the proposal")
-            file.write_text(wanted)
+            for path, text in files.items():
+                (ws.path / path).write_text(text)
             runner = ws.g
             runner.update_environment(**env)
-            runner.add("--", path)
+            runner.add("--", *files)
             tree = runner.write_tree()
             parents = ["-p", self.main_sha] + (["-p", proposal.commit] if dst.merge_strategy == "noFastForward" else [])
             message_file = ws.path / ".git" / "ENVBOT_MERGE_MSG"
@@ -406,7 +433,7 @@ class Proposer:
                 ws.push(f"refs/heads/{ws.branch}")
             except PushRejected:
                 self.main_sha = ws.reset_to_remote()
-                ws.include([path])
+                ws.include(list(files))
                 continue
             self.main_sha = merged
             return merged
