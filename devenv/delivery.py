@@ -15,6 +15,8 @@ azure-pipelines.yml followed by what people do with envbot:
   -> roll prod back with git revert
   -> proposals on: update dev (model only) -> envbot propose opens staging red, soak passes, green,
      reviewer merges -> propose opens prod and merges it itself once green (autoMerge)
+  -> model gates on for staging (evaluation set measured by envbot): model v3 (input renamed) refused
+     with the signature diff, v4 (worse) refused with both figures, v5 (compatible) promoted and merged
   -> status, history
   -> run the release prod pins, as its pinned chart renders it, and predict
   -> start `envbot dashboard` over the environments remote, print its address, check it answers
@@ -37,7 +39,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devenv import REPO_ROOT, STATE_DIR, baseimage, docker, helm, propose_stages
+from devenv import REPO_ROOT, STATE_DIR, baseimage, docker, helm, model_gate_stages, propose_stages
 from devenv import azurite as azurite_service
 from devenv import dashboard as dashboard_service
 from devenv import registry as registry_service
@@ -360,6 +362,7 @@ class DeliveryRun:
             ("Promote model v2 staging -> prod, merge", lambda: self.promote_and_merge("staging", "prod")),
             ("Roll prod back with git revert, merge", lambda: self.rollback_and_merge("prod")),
             *propose_stages.stages(self),
+            *model_gate_stages.stages(self),
             ("envbot status and history", self.show_status_and_history),
             ("Run the release prod pins, as the chart renders it, and predict", self.run_prod_release),
             ("Start the delivery dashboard (envbot dashboard)", self.start_dashboard),

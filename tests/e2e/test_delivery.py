@@ -35,8 +35,18 @@ def test_the_run_completes_every_stage(delivery) -> None:
     result, _, timings = delivery
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     stages = json.loads(timings.read_text())["stages"]
-    assert len(stages) == 26   # 20 with the chart stages + 6 of envbot propose
+    assert len(stages) == 31   # 20 with the chart stages + 6 of envbot propose + 5 of the model gates
     assert "Lead time from a commit to dev pinned" in result.stdout
+
+
+def test_model_gates_refused_two_candidates_and_passed_the_third(delivery) -> None:
+    result, workdir, _ = delivery
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "model-signature: input input: removed" in result.stdout          # v3: input renamed
+    assert "model-signature: input features: added" in result.stdout
+    assert "model-metric: metric accuracy: " in result.stdout and "drops" in result.stdout   # v4: worse
+    staging = _git(workdir / "environments.git", "show", "main:staging/values.yaml")
+    assert "/iris-logreg/5/model.onnx" in staging                            # v5 landed in staging
 
 
 def test_the_run_started_the_dashboard_and_stopped_it(delivery) -> None:
