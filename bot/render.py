@@ -7,13 +7,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from bot import helm
 from bot.output import EnvbotError
 from bot.policy import App, Policy
 from bot.values import ChartPin
+from bot.yamlfile import load_yaml
 
 # GitHub caps a pull-request body at 65,536 characters, Azure Repos at 4,000 for the description shown
 # inline; the rendered diff gets what the rest of the description leaves, shared between resources.
@@ -65,15 +63,12 @@ def render(policy: Policy, app: App, namespace: str, values_text: str, display: 
 
 def split_manifests(text: str, namespace: str) -> dict[str, str]:
     resources: dict[str, str] = {}
-    yaml = YAML(typ="safe")
     for chunk in text.split("\n---"):
         body = chunk.strip("\n")
         if body.startswith("---"):
             body = body[3:].lstrip("\n")
-        try:
-            doc = yaml.load(body)
-        except YAMLError as exc:
-            raise EnvbotError(f"helm rendered invalid YAML: {exc}") from exc
+        # The one YAML loader (alias bombs refused): a chart's templates are repository content too.
+        doc = load_yaml(body, "helm template output", typ="safe")
         if not isinstance(doc, dict) or "kind" not in doc:
             continue
         meta = doc.get("metadata") or {}
