@@ -20,6 +20,7 @@ from pathlib import Path
 import git
 
 from bot.errors import BadInput, Conflict, EnvbotError, PushRefused, Unreachable
+from bot.output import progress
 from bot.urls import parse_remote_url
 
 DEFAULT_NAME = "envbot"
@@ -434,6 +435,7 @@ def open_workspace(repo_arg: str | None, branch: str | None = None, depth: int |
     args = ["--quiet", "--no-tags", "--single-branch", "--branch", branch, "--filter=blob:none", "--sparse"]
     if depth is not None:
         args.append(f"--depth={depth}")
+    progress(f"cloning the environments repo {repo_arg or source} ({branch})")
     try:
         try:
             _git().clone(*args, "--", source, str(clone))

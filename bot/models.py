@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from bot.errors import BadInput, EnvbotError, Unreachable
+from bot.output import progress
 from bot.values import ModelPin
 
 
@@ -19,6 +20,7 @@ def resolve_model(uri: str) -> ModelPin:
     from app.modelstore import ModelNotFound, ModelStoreError, stat_model
     from app.modelstore.digest import normalize_sha256
 
+    progress(f"looking up model {uri} in the model store")
     try:
         info = stat_model(uri)
     except ModelNotFound as exc:
@@ -51,6 +53,7 @@ def check_model(pin: ModelPin, deep: bool = False) -> str:
     checked = "card ok" if card else "no card"
     if deep:
         with tempfile.TemporaryDirectory(prefix="envbot-model-") as tmp:
+            progress(f"downloading model {pin.uri} to check its sha256")
             try:
                 fetch_model(pin.uri, pin.sha256, Path(tmp))
             except ModelStoreError as exc:

@@ -10,7 +10,7 @@ from typing import Any
 from bot.errors import EnvbotError
 from bot.urls import redact_text
 
-__all__ = ["EnvbotError", "emit", "emit_error", "info", "print_error", "short_digest", "table"]
+__all__ = ["EnvbotError", "emit", "emit_error", "info", "print_error", "progress", "short_digest", "table"]
 
 
 def print_error(message: str) -> None:
@@ -31,6 +31,15 @@ def emit_error(error: EnvbotError) -> None:
 def info(message: str) -> None:
     """Progress notes go to stderr so stdout stays the command's result (patch, table, JSON)."""
     print(f"envbot: {redact_text(message)}", file=sys.stderr)
+
+
+def progress(message: str) -> None:
+    """A note before a long step (clone, registry or model-store lookup, chart pull, helm render), on
+    stderr and only for a person watching a terminal: logs, pipes and CI output stay the result alone."""
+    stream = sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        print(f"envbot: {redact_text(message)} ...", file=stream, flush=True)
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from app.credential_scope import ACR, credential_refusal
 from bot.errors import EnvbotError, Unreachable
+from bot.output import progress
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # The reference grammar's domain: DNS labels or a bracketed IPv6 address, and an optional port.
@@ -103,6 +104,7 @@ class RegistryClient:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         shown = f"{ref.name}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        progress(f"looking up {shown} in the registry")
         try:
             result = self._for(ref.registry).get_manifest(ref.repository, reference)
         except ResourceNotFoundError as exc:

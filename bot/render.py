@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bot import helm
-from bot.output import EnvbotError
+from bot.output import EnvbotError, progress
 from bot.policy import App, Policy
 from bot.values import ChartPin
 from bot.yamlfile import load_yaml
@@ -35,6 +35,7 @@ def helm_template(policy: Policy, app: App, namespace: str, values: Path, displa
                   chart: ChartPin | None = None) -> str:
     """The manifests of the chart with the VALUES file: CHART, the environment's pin (checked against the
     repository promotion.yaml allows, pulled by digest), when it has one; else the chart promotion.yaml names."""
+    progress(f"rendering {display} with helm template")
     if chart is not None and chart.repository:
         from bot.charts import check_allowed, fetch_chart
 

@@ -1,0 +1,76 @@
+"""envbot's progress notes: before each long step (clone, registry and model-store lookups, chart pull, helm
+render), on stderr, only when stderr is a terminal; piped or in CI, stderr carries errors alone and stdout
+is the result either way."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+
+from tests.bot.envrepo import REPO_ROOT, run_envbot
+
+STEPS = ("envbot: cloning the environments repo", "envbot: looking up ", "in the registry ...",
+         "envbot: looking up model ", "envbot: pulling chart oci://", "envbot: rendering ")
+
+
+def envbot_on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run envbot with stderr on a pseudo-terminal (what a person at a shell has); stdout stays a pipe."""
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "bot.main", *args], stdout=subprocess.PIPE,
+                                stderr=terminal, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, text=True)
+        os.close(terminal)
+        terminal = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:   # EIO: every holder of the terminal side has closed it
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        stdout = proc.stdout.read() if proc.stdout else ""
+        code = proc.wait(timeout=300)
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    return code, stdout, b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_long_steps_are_announced_on_a_terminal(fast_repo, oci_images, models, bot_env, tmp_path):
+    env = bot_env | {"ENVBOT_CACHE_DIR": str(tmp_path / "cache")}   # an empty cache: the chart is pulled
+    args = ("update", "dev", "--image", oci_images["v3"].ref, "--model", models["1"].uri, "--dry-run",
+            "--repo", str(fast_repo.remote))
+    code, stdout, stderr = envbot_on_a_terminal(*args, env=env)
+    assert code == 0, stderr
+    for step in STEPS:
+        assert step in stderr, f"no {step!r} note in:\n{stderr}"
+    assert f"{oci_images['v3'].name}:v3 in the registry" in stderr
+    assert "envbot: " not in stdout   # the patch alone on stdout
+
+    piped = run_envbot(*args, env=env)
+    assert piped.stdout == stdout
+    for step in STEPS:
+        assert step not in piped.stderr
+
+
+def test_json_output_stays_clean_on_a_terminal(fast_repo, bot_env, tmp_path):
+    code, stdout, stderr = envbot_on_a_terminal("status", "--json", "--repo", str(fast_repo.remote),
+                                                env=bot_env | {"ENVBOT_CACHE_DIR": str(tmp_path / "cache")})
+    assert code == 0, stderr
+    assert "envbot: cloning the environments repo" in stderr
+    assert stdout.lstrip().startswith("{") and "envbot:" not in stdout
+
+
+def test_progress_notes_hide_credentials(fast_repo, bot_env):
+    """The clone note quotes the --repo URL the way errors do: userinfo never reaches the terminal."""
+    code, _, stderr = envbot_on_a_terminal("status", "--repo", "https://user:s3cret@127.0.0.1:9/envs.git",
+                                           "--branch", "main", env=bot_env)
+    assert code != 0
+    assert "envbot: cloning the environments repo https://" in stderr
+    assert "s3cret" not in stderr
+    assert "envbot: error: " in stderr
