@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"bot.commands.{verb}")
         sub = verbs.add_parser(verb, help=(module.__doc__ or "").strip().splitlines()[0],
                                description=(module.__doc__ or "").strip())
-        add_common_arguments(sub, writes=getattr(module, "WRITES", False))
+        add_common_arguments(sub, writes=getattr(module, "WRITES", False), one_app=getattr(module, "ONE_APP", True))
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser

@@ -16,12 +16,14 @@ VERBS = ("update", "promote", "propose", "rollback", "diff", "status", "history"
          "dashboard")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, writes: bool = False) -> None:
-    """Options every verb has; WRITES: also those of verbs that commit (read-only verbs refuse --dry-run)."""
+def add_common_arguments(parser: argparse.ArgumentParser, writes: bool = False, one_app: bool = True) -> None:
+    """Options every verb has; WRITES: also those of verbs that commit (read-only verbs refuse --dry-run);
+    ONE_APP: the verb works on one app of promotion.yaml (--app); a verb over every app refuses --app."""
     parser.add_argument("--repo", help="environments repo: URL, bare repo or checkout (default: the checkout "
                                        "around the current directory holding promotion.yaml)")
     parser.add_argument("--branch", help="branch of the environments repo (default: its default branch)")
-    parser.add_argument("--app", help="app in promotion.yaml (default: ai-app)")
+    if one_app:
+        parser.add_argument("--app", help="app in promotion.yaml (default: ai-app)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (on failure: a JSON error "
                                                           "object, see docs/envbot-json.md)")
     if not writes:

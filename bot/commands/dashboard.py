@@ -19,6 +19,9 @@ DEFAULT_PORT = 8080
 JSON_SCHEMA = "dashboard"   # bot/schemas/dashboard.json: `--json` prints where it listens, then serves
 
 
+ONE_APP = False   # the pages show every app of promotion.yaml: no --app
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
