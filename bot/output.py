@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from app.cli import progress as terminal_progress  # one rule for both tools: stderr, a terminal only
 from bot.errors import EnvbotError
 from bot.urls import redact_text
 
@@ -36,10 +37,7 @@ def info(message: str) -> None:
 def progress(message: str) -> None:
     """A note before a long step (clone, registry or model-store lookup, chart pull, helm render), on
     stderr and only for a person watching a terminal: logs, pipes and CI output stay the result alone."""
-    stream = sys.stderr
-    isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty():
-        print(f"envbot: {redact_text(message)} ...", file=stream, flush=True)
+    terminal_progress("envbot", f"{redact_text(message)} ...")
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

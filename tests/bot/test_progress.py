@@ -4,41 +4,19 @@ is the result either way."""
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
 import sys
 
-from tests.bot.envrepo import REPO_ROOT, run_envbot
+from tests.app.test_cli import run_with_stderr_on_a_tty
+from tests.bot.envrepo import run_envbot
 
 STEPS = ("envbot: cloning the environments repo", "envbot: looking up ", "in the registry ...",
          "envbot: looking up model ", "envbot: pulling chart oci://", "envbot: rendering ")
 
 
 def envbot_on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    """Run envbot with stderr on a pseudo-terminal (what a person at a shell has); stdout stays a pipe."""
-    controller, terminal = pty.openpty()
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "bot.main", *args], stdout=subprocess.PIPE,
-                                stderr=terminal, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, text=True)
-        os.close(terminal)
-        terminal = -1
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:   # EIO: every holder of the terminal side has closed it
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        stdout = proc.stdout.read() if proc.stdout else ""
-        code = proc.wait(timeout=300)
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
-    return code, stdout, b"".join(chunks).decode().replace("\r\n", "\n")
+    """envbot with stderr on a pseudo-terminal (what a person at a shell has); stdout stays a pipe."""
+    code, stdout, terminal = run_with_stderr_on_a_tty([sys.executable, "-m", "bot.main", *args], env)
+    return code, stdout, terminal.replace("\r\n", "\n")
 
 
 def test_long_steps_are_announced_on_a_terminal(fast_repo, oci_images, models, bot_env, tmp_path):
