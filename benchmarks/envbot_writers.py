@@ -10,7 +10,10 @@ update with the wanted digest (none lost, none applied twice, no merge commits).
 time, attempts per update (mean and max), rebases and replays. The repository is the 200-app one of
 benchmarks/envbot.py; images are pushed over /v2 (devenv.oci), no Docker needed.
 
-    .venv/bin/python benchmarks/envbot_writers.py [--one-app 8 32 64] [--many-apps 50 200]
+Writers on one machine take turns at the push (bot/pushqueue.py); --no-queue turns that off, so the
+processes race through the remote as writers on separate machines do.
+
+    .venv/bin/python benchmarks/envbot_writers.py [--one-app 8 32 64] [--many-apps 50 200] [--no-queue]
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one-app", type=int, nargs="*", default=[8, 32, 64])
     parser.add_argument("--many-apps", type=int, nargs="*", default=[50, 200])
+    parser.add_argument("--no-queue", action="store_true", help="ENVBOT_PUSH_QUEUE=off: race as separate machines")
     opts = parser.parse_args()
     # SIGTERM (timeout, kill) unwinds like Ctrl-C: the registry is stopped and the temp dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -110,7 +114,7 @@ def main() -> int:
     try:
         with registry_service.start(tmp / "registry") as reg:
             env = {**os.environ, "REQUESTS_CA_BUNDLE": str(reg.ca_file), "ENVBOT_HELM": helm.helm_binary(),
-                   "PYTHONPATH": str(REPO_ROOT)}
+                   "PYTHONPATH": str(REPO_ROOT), "ENVBOT_PUSH_QUEUE": "off" if opts.no_queue else "on"}
             for key in [k for k in env if k.startswith(("ARGOCD_", "GITHUB_", "AZURE_DEVOPS_", "ENVBOT_GIT"))]:
                 del env[key]
             image = f"{reg.host}/ai-app"
@@ -118,6 +122,7 @@ def main() -> int:
             writers = max(opts.one_app or [0])
             tags = {f"w{i}": push_image(reg, "ai-app", f"w{i}") for i in range(writers)}
             target = push_image(reg, "ai-app", "target")
+            print(f"push queue: {env['ENVBOT_PUSH_QUEUE']}")
             print("| case | N | wall time | attempts per update (mean / max) | rebased | replayed | "
                   "one after another |")
             print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -21,6 +21,7 @@ import git
 
 from bot.errors import BadInput, Conflict, EnvbotError, PushRefused, Unreachable
 from bot.output import progress
+from bot.pushqueue import PushTurn
 from bot.urls import parse_remote_url
 
 DEFAULT_NAME = "envbot"
@@ -39,6 +40,10 @@ _LOCKED = re.compile(r"cannot lock ref|unable to update local ref|index\.lock|Un
 
 class PushRejected(Conflict):
     """The target moved while we worked: fetch the new tip and rebase or replay."""
+
+
+class StaleBase(PushRejected):
+    """Seen on taking the push turn, before anything was sent: the target moved; no push was tried."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,8 @@ class Workspace:
     checkout: Path | None        # the local working checkout commits land on, if that is the target
     forge_url: str               # what the pull-request client is given (origin URL of a checkout)
     depth: int | None = 1        # None: full history
+    # This machine's turn to push to the target branch: taken at the first push, released on landing.
+    turn: PushTurn | None = field(default=None, repr=False)
 
     @property
     def repo(self) -> git.Repo:
@@ -313,9 +320,16 @@ class Workspace:
         if remote == "origin" and ref == f"refs/heads/{self.branch}":
             with contextlib.suppress(git.GitCommandError):
                 expected = self.g.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{self.branch}")
+        if expected is not None and not force and self.take_turn():
+            # The turn may come after other writers of this machine landed: then fetch and rebase first
+            # rather than send a push that must fail.
+            now = self.remote_tip(ref, remote)
+            if now != expected:
+                raise StaleBase(f"{self.target} moved meanwhile (to {str(now)[:12]}) while waiting to push")
         args = ["--porcelain", remote, f"{'+' if force else ''}HEAD:{ref}"]
         try:
-            self.g.push(*args)
+            # A hook of a local remote that runs envbot again must not wait for the turn this push holds.
+            self.g.push(*args, env=self.turn.holder_env() if self.turn is not None else {})
         except git.GitCommandError as exc:
             text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
             if not _REJECTED.search(text):
@@ -329,6 +343,19 @@ class Workspace:
                 raise PushRejected(f"{self.target} moved meanwhile: {_explain(exc)}") from exc
             raise PushRefused(f"{self.target} refused the push to {ref.removeprefix('refs/heads/')}: "
                               f"{server_message(text)}") from exc
+
+    def take_turn(self) -> bool:
+        """Wait for this machine's turn to push to the target branch (bot/pushqueue.py); True on taking it now.
+
+        Taken at the first push and held until the commit lands (run_steps releases it).
+        """
+        if self.turn is None or self.turn.held:
+            return False
+        return self.turn.acquire()
+
+    def release_turn(self) -> None:
+        if self.turn is not None:
+            self.turn.release()
 
     def _fast_forward_checkout(self) -> None:
         # A checked-out branch refuses pushes: fetch our commit into it and fast-forward its work tree.
@@ -431,6 +458,7 @@ def open_workspace(repo_arg: str | None, branch: str | None = None, depth: int |
             branch = _remote_default_branch(source)
     tmp = Path(tempfile.mkdtemp(prefix="envbot-"))
     clone = tmp / "repo"
+    ws: Workspace | None = None
     # --sparse: only root files are checked out; commands add the few paths they need (include()).
     args = ["--quiet", "--no-tags", "--single-branch", "--branch", branch, "--filter=blob:none", "--sparse"]
     if depth is not None:
@@ -441,9 +469,12 @@ def open_workspace(repo_arg: str | None, branch: str | None = None, depth: int |
             _git().clone(*args, "--", source, str(clone))
         except git.GitCommandError as exc:
             raise Unreachable(f"cannot clone the environments repo {repo_arg or source}: {_explain(exc)}") from exc
-        ws = Workspace(path=clone, target=str(checkout) if checkout else repo_arg or source, branch=branch,
-                       checkout=checkout, forge_url=forge_url, depth=depth)
+        target = str(checkout) if checkout else repo_arg or source
+        ws = Workspace(path=clone, target=target, branch=branch, checkout=checkout, forge_url=forge_url,
+                       depth=depth, turn=None if checkout else PushTurn(source, branch))
         ws.g.sparse_checkout("set", "--no-cone", "/promotion.yaml", "/environments/promotion.yaml")
         yield ws
     finally:
+        if ws is not None:
+            ws.release_turn()
         shutil.rmtree(tmp, ignore_errors=True)

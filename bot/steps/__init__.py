@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bot.git import Identity, PushRejected, Workspace
+from bot.git import Identity, PushRejected, StaleBase, Workspace
 from bot.policy import App, Environment, Policy
 from bot.render import ResourceDiff
 from bot.values import ReleasePin
@@ -116,12 +116,22 @@ def _backoff(attempt: int) -> None:
 def run_steps(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | None = None) -> tuple[Promotion,
                                                                                                   Outcome]:
     """Run STEPS until they land; returns the inputs of the landing attempt and its outcome."""
+    ws = promotion.workspace
+    deadline = time.monotonic() + RETRY_SECONDS
+    outcome = Outcome(attempt=1, base=ws.head())
+    try:
+        return _attempts(promotion, steps, refresh, outcome, deadline)
+    finally:
+        # The first push took this machine's turn at the target (bot/pushqueue.py): the next writer's now.
+        ws.release_turn()
+
+
+def _attempts(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | None, outcome: Outcome,
+              deadline: float) -> tuple[Promotion, Outcome]:
     from bot.steps import land
 
     ws = promotion.workspace
-    deadline = time.monotonic() + RETRY_SECONDS
-    attempt, rebased, replayed = 1, 0, 0
-    outcome = Outcome(attempt=attempt, base=ws.head())
+    attempt, rebased, replayed = outcome.attempt, 0, 0
     pending: Sequence[Step] = steps
     while True:
         try:
@@ -129,11 +139,15 @@ def run_steps(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | No
                 step(promotion, outcome)
             outcome.rebased, outcome.replayed = rebased, replayed
             return promotion, outcome
-        except PushRejected:
+        except PushRejected as exc:
             if attempt >= MIN_ATTEMPTS and time.monotonic() > deadline:
                 raise
-            attempt += 1
-            _backoff(attempt)
+            if not isinstance(exc, StaleBase):
+                # A push was sent and lost: to a writer on another machine (writers of this one take turns,
+                # bot/pushqueue.py), or the queue is off. Back off. A stale base seen on taking the turn
+                # sent nothing: fetch and go on.
+                attempt += 1
+                _backoff(attempt)
             new_tip = ws.fetch_tip()
             ws.reset_to(new_tip)
             # Inputs are re-read on every retry (the source pin, the revert list, the gates move with time).
