@@ -18,7 +18,6 @@ ENVBOT_PUSH_QUEUE=off turns it off (the benchmark measures writers on separate m
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import stat
@@ -37,6 +36,8 @@ POLL_SECONDS = 0.02
 
 def lock_dir() -> Path | None:
     """This user's private lock directory, made if missing; None when it is not safe to use."""
+    if not hasattr(os, "getuid"):
+        return None
     path = Path(tempfile.gettempdir()) / f"envbot-{os.getuid()}" / "push-turns"
     try:
         for part in (path.parent, path):
@@ -82,6 +83,10 @@ class PushTurn:
         # Inside a push this turn's holder makes (one of its hooks): waiting would wait for ourselves.
         directory = lock_dir() if self.enabled() and os.environ.get(HOLDER_VAR) != self.key else None
         if directory is None:
+            return False
+        try:
+            import fcntl  # POSIX only: elsewhere envbot pushes without a turn
+        except ImportError:
             return False
         deadline = time.monotonic() + wait
         try:
