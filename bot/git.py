@@ -43,7 +43,11 @@ class PushRejected(Conflict):
 
 
 class StaleBase(PushRejected):
-    """Seen on taking the push turn, before anything was sent: the target moved; no push was tried."""
+    """Seen on taking the push turn, before anything was sent: the target moved to TIP; no push was tried."""
+
+    def __init__(self, message: str, tip: str) -> None:
+        super().__init__(message)
+        self.tip = tip
 
 
 @dataclass(frozen=True)
@@ -290,7 +294,8 @@ class Workspace:
         """
         runner = self.g
         runner.update_environment(GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
-        self.reset_to(onto)
+        if self.head() != onto:
+            self.reset_to(onto)
         try:
             runner.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
         except git.GitCommandError as exc:
@@ -321,11 +326,11 @@ class Workspace:
             with contextlib.suppress(git.GitCommandError):
                 expected = self.g.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{self.branch}")
         if expected is not None and not force and self.take_turn():
-            # The turn may come after other writers of this machine landed: then fetch and rebase first
-            # rather than send a push that must fail.
-            now = self.remote_tip(ref, remote)
+            # The turn may come after other writers of this machine landed: then rebase first rather
+            # than send a push that must fail. The fetched tip is the one the retry starts from.
+            now = self.fetch_tip()
             if now != expected:
-                raise StaleBase(f"{self.target} moved meanwhile (to {str(now)[:12]}) while waiting to push")
+                raise StaleBase(f"{self.target} moved meanwhile (to {now[:12]}) while waiting to push", tip=now)
         args = ["--porcelain", remote, f"{'+' if force else ''}HEAD:{ref}"]
         try:
             # A hook of a local remote that runs envbot again must not wait for the turn this push holds.

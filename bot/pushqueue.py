@@ -30,8 +30,9 @@ HOLDER_VAR = "ENVBOT_PUSH_TURN"
 # A writer waits at most this long for its turn, then races without one: the queue must never be why
 # envbot hangs (a turn holder stuck behind a slow remote or a hook).
 WAIT_SECONDS = 120.0
-# How often a waiting writer looks at the lock: short against a turn (a fetch, a rebase and a push).
-POLL_SECONDS = 0.02
+# How often a waiting writer looks at the lock: short against a turn (a fetch, a rebase and a push),
+# long enough that 200 waiting writers cost little CPU.
+POLL_SECONDS = 0.05
 
 
 def lock_dir() -> Path | None:

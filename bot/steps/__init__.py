@@ -148,7 +148,7 @@ def _attempts(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | No
                 # sent nothing: fetch and go on.
                 attempt += 1
                 _backoff(attempt)
-            new_tip = ws.fetch_tip()
+            new_tip = exc.tip if isinstance(exc, StaleBase) else ws.fetch_tip()
             ws.reset_to(new_tip)
             # Inputs are re-read on every retry (the source pin, the revert list, the gates move with time).
             refreshed = refresh(promotion) if refresh is not None else promotion
