@@ -56,12 +56,29 @@ def progress(prog: str, message: str, stream: TextIO | None = None) -> None:
         print(f"{prog}: {message}", file=stream, flush=True)
 
 
-def unexpected_error(prog: str, exc: BaseException, *, as_json: bool) -> int:
-    """One line for an error no verb anticipated (and the JSON error object under --json)."""
-    message = f"unexpected error: {type(exc).__name__}: {exc}".strip().replace("\n", " ")
+# kind -> exit status: what a caller (CI) branches on; docs/cli.md lists them, app/schemas/error.json names them.
+EXIT_CODES: dict[str, int] = {
+    "failed": 1,        # refused or failed: a model that does not load or match, a version that exists, a store
+    "bad-input": 2,     # bad usage or input: fix the command line or the file it names
+    "internal": 70,     # EX_SOFTWARE: an error no verb anticipated (a bug)
+    "interrupted": 130,
+}
+
+
+def fail(prog: str, message: str, *, kind: str = "failed", as_json: bool = False, **details: Any) -> int:
+    """Every error of every verb: one line on stderr and, under --json, one JSON error object on stdout
+    ({error, kind, exit_code, ...DETAILS}); returns the kind's exit status."""
+    message = " ".join(str(message).split())   # one line, whatever the exception carried
+    code = EXIT_CODES[kind]
     if as_json:
         import json
 
-        print(json.dumps({"error": message, "type": type(exc).__name__}))
+        print(json.dumps({"error": message, "kind": kind, "exit_code": code, **details}))
     print(f"{prog}: {message}", file=sys.stderr)
-    return 70  # EX_SOFTWARE: distinct from a verb's own refusals (1) and usage errors (2)
+    return code
+
+
+def unexpected_error(prog: str, exc: BaseException, *, as_json: bool) -> int:
+    """One line for an error no verb anticipated (and the JSON error object under --json)."""
+    return fail(prog, f"unexpected error: {type(exc).__name__}: {exc}", kind="internal", as_json=as_json,
+                type=type(exc).__name__)

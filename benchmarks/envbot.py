@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import statistics
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +27,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.svgchart import write_chart  # noqa: E402
 from devenv import helm  # noqa: E402
 from devenv import registry as registry_service  # noqa: E402
+from devenv.oci import OciPusher  # noqa: E402
 
 APPS = 200
 ENVS = ("dev", "staging", "prod")
@@ -93,27 +92,9 @@ def generate(remote: Path, commits: int, image: str, digests: list[str]) -> None
 
 
 def push_image(reg: registry_service.Registry, repository: str, tag: str) -> str:
-    """A minimal OCI image (config blob + manifest) uploaded over the /v2 API; returns its digest."""
-    context = reg.ssl_context()
+    """A minimal OCI image uploaded over the /v2 API (devenv.oci); returns its digest."""
     labels = {"org.opencontainers.image.revision": hashlib.sha1(tag.encode()).hexdigest()}
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": labels},
-                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    start = urllib.request.Request(f"{reg.url}/v2/{repository}/blobs/uploads/", method="POST")
-    with urllib.request.urlopen(start, context=context) as resp:
-        location = resp.headers["Location"]
-    location = location if location.startswith("http") else reg.url + location
-    sep = "&" if "?" in location else "?"
-    put = urllib.request.Request(f"{location}{sep}digest={config_digest}", data=config, method="PUT",
-                                 headers={"Content-Type": "application/octet-stream"})
-    urllib.request.urlopen(put, context=context).close()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                      "digest": config_digest, "size": len(config)}, "layers": []}).encode()
-    put = urllib.request.Request(f"{reg.url}/v2/{repository}/manifests/{tag}", data=manifest, method="PUT",
-                                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-    with urllib.request.urlopen(put, context=context) as resp:
-        return resp.headers["Docker-Content-Digest"]
+    return OciPusher(reg.url, str(reg.ca_file)).push(repository, tag, labels)
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:

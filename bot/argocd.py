@@ -34,6 +34,8 @@ TIMEOUT_SECONDS = 15
 class ArgoCDError(EnvbotError):
     """Argo CD could not be asked (unreachable, refused, unknown Application, not configured)."""
 
+    kind = "unreachable"
+
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status

@@ -17,7 +17,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from bot.output import EnvbotError
+from bot.output import EnvbotError, progress
 from bot.policy import ChartSource
 from bot.registry import DIGEST, ImageRef, RegistryClient
 from bot.values import ChartPin
@@ -122,6 +122,7 @@ def fetch_chart(pin: ChartPin, where: str = "chart") -> Path:
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="envbot-chart-", dir=cached.parent) as tmp:
         # The CA envbot's registry calls trust (REQUESTS_CA_BUNDLE), given to helm as well.
+        progress(f"pulling chart {pin.repository}@{pin.digest[:19]}")
         proc = helm.pull(f"{pin.repository}@{pin.digest}", Path(tmp), os.environ.get("REQUESTS_CA_BUNDLE"))
         if proc.returncode != 0:
             message = (proc.stderr.strip().splitlines() or ["failed"])[-1].removeprefix("Error: ")

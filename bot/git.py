@@ -19,7 +19,9 @@ from pathlib import Path
 
 import git
 
-from bot.output import EnvbotError
+from bot.errors import BadInput, Conflict, EnvbotError, PushRefused, Unreachable
+from bot.output import progress
+from bot.pushqueue import PushTurn
 from bot.urls import parse_remote_url
 
 DEFAULT_NAME = "envbot"
@@ -30,10 +32,22 @@ _SERVER_CONFIG = {"uploadpack.allowFilter": "true", "uploadpack.allowAnySHA1InWa
 _DEEPEN_STEPS = (16, 128, 1024)
 _REJECTED = re.compile(r"\[rejected\]|\[remote rejected\]|non-fast-forward|fetch first|cannot lock ref|"
                        r"failed to update ref|Not possible to fast-forward|unable to update local ref")
+# The client saw the remote ref ahead of what it pushes on: certainly a moved branch.
+_MOVED = re.compile(r"\(fetch first\)|\(non-fast-forward\)|\(stale info\)")
+# Another writer holds the ref's lock right now: a race even though the tip may not have moved yet.
+_LOCKED = re.compile(r"cannot lock ref|unable to update local ref|index\.lock|Unable to create .*\.lock")
 
 
-class PushRejected(EnvbotError):
-    """The target moved while we worked: fetch the new tip and replay."""
+class PushRejected(Conflict):
+    """The target moved while we worked: fetch the new tip and rebase or replay."""
+
+
+class StaleBase(PushRejected):
+    """Seen on taking the push turn, before anything was sent: the target moved to TIP; no push was tried."""
+
+    def __init__(self, message: str, tip: str) -> None:
+        super().__init__(message)
+        self.tip = tip
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,14 @@ class CommitInfo:
     subject: str
     trailers: dict[str, str] = field(default_factory=dict)
     multi_trailers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _commit_info(record: str) -> CommitInfo:
+    """A CommitInfo from `git log --format=%H%x1f%P%x1f%ct%x1f%an%x1f%ae%x1f%B`."""
+    sha, parents, committed, author, email, body = record.strip("\n").split("\x1f", 5)
+    single, multi = parse_trailers(body)
+    return CommitInfo(sha, tuple(parents.split()), int(committed), author, email,
+                      body.splitlines()[0] if body else "", single, multi)
 
 
 def git_env() -> dict[str, str]:
@@ -101,6 +123,16 @@ def _git(cwd: Path | None = None) -> git.Git:
     return runner
 
 
+def server_message(output: str) -> str:
+    """One line from a refused push: the server's own `remote:` lines and the porcelain reason."""
+    # GitPython prefixes the captured streams ("stderr: '..."): match `remote:` anywhere in a line.
+    remote = [match.group(1).strip() for match in re.finditer(r"(?m)remote:[ \t]*(.*?)[ \t']*$", output)
+              if match.group(1).strip()]
+    reasons = re.findall(r"\[(?:remote )?rejected\]\s*(?:\S+ -> \S+\s*)?\(([^)]*)\)", output)
+    parts = list(dict.fromkeys([*remote, *reasons]))
+    return "; ".join(parts) or "rejected (no message from the server)"
+
+
 def _explain(exc: git.GitCommandError) -> str:
     stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\n ")
     lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("hint:")]
@@ -117,6 +149,8 @@ class Workspace:
     checkout: Path | None        # the local working checkout commits land on, if that is the target
     forge_url: str               # what the pull-request client is given (origin URL of a checkout)
     depth: int | None = 1        # None: full history
+    # This machine's turn to push to the target branch: taken at the first push, released on landing.
+    turn: PushTurn | None = field(default=None, repr=False)
 
     @property
     def repo(self) -> git.Repo:
@@ -146,7 +180,7 @@ class Workspace:
                 self.g.fetch("--quiet", f"--depth={bigger}", "origin", self.branch)
                 self.depth = bigger
         except git.GitCommandError as exc:
-            raise EnvbotError(f"cannot fetch history from {self.target}: {_explain(exc)}") from exc
+            raise Unreachable(f"cannot fetch history from {self.target}: {_explain(exc)}") from exc
         return True
 
     def include(self, paths: list[str]) -> None:
@@ -154,6 +188,16 @@ class Workspace:
         self.g.sparse_checkout("add", *[f"/{p.strip('/')}" for p in paths])
 
     def show(self, rev: str, path: str) -> str | None:
+        """PATH's text at REV (None when absent); a symbolic link there is refused, not followed."""
+        try:
+            entry = self.g.ls_tree("--end-of-options", rev, "--", path)
+        except git.GitCommandError:
+            return None
+        if entry.startswith("120000 "):
+            raise BadInput(f"{path}: is a symbolic link at {rev[:12]}; envbot reads and writes only regular "
+                           f"files inside the repository")
+        if not entry:
+            return None
         try:
             # --end-of-options: REV may come from a command line or a trailer; it is never an option.
             return self.g.show("--end-of-options", f"{rev}:{path}", strip_newline_in_stdout=False)
@@ -180,6 +224,10 @@ class Workspace:
         except git.GitCommandError:
             return False
 
+    def commit_info(self, sha: str) -> CommitInfo:
+        out = self.g.log("-1", "--format=%H%x1f%P%x1f%ct%x1f%an%x1f%ae%x1f%B", sha)
+        return _commit_info(out)
+
     def walk(self, paths: list[str], first_parent: bool = True) -> Iterator[CommitInfo]:
         """Commits touching PATHS, newest first, deepening the shallow clone only as far as the caller reads."""
         yielded = 0
@@ -192,17 +240,15 @@ class Workspace:
             shallow = self.shallow_commits()
             hit_boundary = False
             for index, entry in enumerate(entries):
-                sha, parents, committed, author, email, body = entry.split("\x1f", 5)
+                sha = entry.split("\x1f", 1)[0]
                 if sha in shallow:
                     # A shallow boundary looks as if it added every file: its real change is unknown.
                     hit_boundary = True
                     break
                 if index < yielded:
                     continue
-                single, multi = parse_trailers(body)
                 yielded += 1
-                yield CommitInfo(sha, tuple(parents.split()), int(committed), author, email,
-                                 body.splitlines()[0] if body else "", single, multi)
+                yield _commit_info(entry)
             if not hit_boundary or not self.deepen():
                 return
 
@@ -217,29 +263,104 @@ class Workspace:
         runner.commit("--quiet", "--no-verify", "--cleanup=strip", "-F", str(message_file))
         return self.head()
 
-    def reset_to_remote(self) -> str:
-        """Fetch the target's newest tip and make it HEAD (the base a retry replays onto)."""
+    def fetch_tip(self) -> str:
+        """Fetch the target branch's newest tip (into origin/BRANCH) without touching HEAD; its sha."""
         try:
             self.g.fetch("--quiet", "--depth=1", "origin",
                          f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
         except git.GitCommandError as exc:
-            raise EnvbotError(f"cannot fetch {self.branch} from {self.target}: {_explain(exc)}") from exc
-        self.g.reset("--quiet", "--hard", f"origin/{self.branch}")
+            raise Unreachable(f"cannot fetch {self.branch} from {self.target}: {_explain(exc)}") from exc
+        return self.g.rev_parse(f"refs/remotes/origin/{self.branch}")
+
+    def reset_to(self, rev: str) -> str:
+        self.g.reset("--quiet", "--hard", rev)
         return self.head()
 
+    def reset_to_remote(self) -> str:
+        """Fetch the target's newest tip and make it HEAD (the base a retry replays onto)."""
+        return self.reset_to(self.fetch_tip())
+
+    def changed_paths(self, old: str, new: str, paths: tuple[str, ...] | list[str]) -> list[str]:
+        """Which of PATHS differ between the trees of OLD and NEW (trees only: no blob is fetched)."""
+        if old == new:
+            return []
+        out = self.g.diff_tree("-r", "--no-commit-id", "--name-only", old, new, "--", *paths)
+        return [line for line in out.splitlines() if line]
+
+    def replant(self, commit: str, onto: str, identity: Identity) -> str:
+        """COMMIT (one commit on its parent) re-made on top of ONTO, same message and author; HEAD moves there.
+
+        Only called when ONTO did not change the files COMMIT touches, so it applies exactly.
+        """
+        runner = self.g
+        runner.update_environment(GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
+        if self.head() != onto:
+            self.reset_to(onto)
+        try:
+            runner.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
+        except git.GitCommandError as exc:
+            with contextlib.suppress(git.GitCommandError):
+                runner.cherry_pick("--abort")
+            raise Conflict(f"cannot move the prepared commit onto {onto[:12]}: {_explain(exc)}") from exc
+        return self.head()
+
+    def remote_tip(self, ref: str, remote: str = "origin") -> str | None:
+        try:
+            out = self.g.ls_remote(remote, ref)
+        except git.GitCommandError as exc:
+            raise Unreachable(f"cannot reach {self.target}: {_explain(exc)}") from exc
+        return out.split()[0] if out.strip() else None
+
     def push(self, ref: str, force: bool = False, remote: str = "origin") -> None:
-        """Push HEAD to REF of the target (or of REMOTE, a URL); PushRejected when it moved meanwhile."""
+        """Push HEAD to REF of the target (or of REMOTE, a URL).
+
+        PushRejected when the ref moved meanwhile (a race: rebase or replay); PushRefused when the
+        server said no although the ref did not move (a hook, branch protection): retrying cannot help.
+        """
         if self.checkout is not None and remote == "origin" and ref == f"refs/heads/{self.branch}":
             self._fast_forward_checkout()
             return
-        args = ["--quiet", "--porcelain", remote, f"{'+' if force else ''}HEAD:{ref}"]
+        # What the ref was when this attempt started: the remote-tracking tip (clone or fetch_tip).
+        expected = None
+        if remote == "origin" and ref == f"refs/heads/{self.branch}":
+            with contextlib.suppress(git.GitCommandError):
+                expected = self.g.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{self.branch}")
+        if expected is not None and not force and self.take_turn():
+            # The turn may come after other writers of this machine landed: then rebase first rather
+            # than send a push that must fail. The fetched tip is the one the retry starts from.
+            now = self.fetch_tip()
+            if now != expected:
+                raise StaleBase(f"{self.target} moved meanwhile (to {now[:12]}) while waiting to push", tip=now)
+        args = ["--porcelain", remote, f"{'+' if force else ''}HEAD:{ref}"]
         try:
-            self.g.push(*args)
+            # A hook of a local remote that runs envbot again must not wait for the turn this push holds.
+            self.g.push(*args, env=self.turn.holder_env() if self.turn is not None else {})
         except git.GitCommandError as exc:
             text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
-            if _REJECTED.search(text):
+            if not _REJECTED.search(text):
+                raise Unreachable(f"cannot push to {self.target}: {_explain(exc)}") from exc
+            if _LOCKED.search(text) or (not force and _MOVED.search(text)):
+                # git itself saw the ref move (or another writer holds its lock): a race, no need to ask.
                 raise PushRejected(f"{self.target} moved meanwhile: {_explain(exc)}") from exc
-            raise EnvbotError(f"cannot push to {self.target}: {_explain(exc)}") from exc
+            now = self.remote_tip(ref, remote)
+            moved = not force and expected is not None and now != expected
+            if moved:
+                raise PushRejected(f"{self.target} moved meanwhile: {_explain(exc)}") from exc
+            raise PushRefused(f"{self.target} refused the push to {ref.removeprefix('refs/heads/')}: "
+                              f"{server_message(text)}") from exc
+
+    def take_turn(self) -> bool:
+        """Wait for this machine's turn to push to the target branch (bot/pushqueue.py); True on taking it now.
+
+        Taken at the first push and held until the commit lands (run_steps releases it).
+        """
+        if self.turn is None or self.turn.held:
+            return False
+        return self.turn.acquire()
+
+    def release_turn(self) -> None:
+        if self.turn is not None:
+            self.turn.release()
 
     def _fast_forward_checkout(self) -> None:
         # A checked-out branch refuses pushes: fetch our commit into it and fast-forward its work tree.
@@ -264,6 +385,23 @@ class Workspace:
                 checkout.update_ref("-d", incoming)
 
 
+def regular_file(root: Path, relative: str) -> Path:
+    """ROOT/RELATIVE, refused unless it is a regular file inside ROOT: no symlink anywhere on the way
+    (a symlinked values file or promotion.yaml would make envbot read or write outside the repository)."""
+    root = root.resolve()
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            raise BadInput(f"{relative}: {path.relative_to(root).as_posix()} is a symbolic link; envbot reads "
+                           f"and writes only regular files inside the repository")
+    if not path.resolve().is_relative_to(root):
+        raise BadInput(f"{relative}: outside the repository")
+    if path.exists() and not path.is_file():
+        raise BadInput(f"{relative}: not a regular file")
+    return path
+
+
 def find_checkout_root(start: Path) -> Path:
     """The git work tree containing START that holds promotion.yaml (at its root or under environments/)."""
     try:
@@ -279,7 +417,7 @@ def _remote_default_branch(target: str) -> str:
     try:
         out = _git().ls_remote("--symref", "--", target, "HEAD")
     except git.GitCommandError as exc:
-        raise EnvbotError(f"cannot reach the environments repo {target}: {_explain(exc)}") from exc
+        raise Unreachable(f"cannot reach the environments repo {target}: {_explain(exc)}") from exc
     match = re.search(r"^ref: refs/heads/(\S+)\s+HEAD", out, re.M)
     if not match:
         raise EnvbotError(f"{target} has no default branch (empty repository?)")
@@ -325,18 +463,23 @@ def open_workspace(repo_arg: str | None, branch: str | None = None, depth: int |
             branch = _remote_default_branch(source)
     tmp = Path(tempfile.mkdtemp(prefix="envbot-"))
     clone = tmp / "repo"
+    ws: Workspace | None = None
     # --sparse: only root files are checked out; commands add the few paths they need (include()).
     args = ["--quiet", "--no-tags", "--single-branch", "--branch", branch, "--filter=blob:none", "--sparse"]
     if depth is not None:
         args.append(f"--depth={depth}")
+    progress(f"cloning the environments repo {repo_arg or source} ({branch})")
     try:
         try:
             _git().clone(*args, "--", source, str(clone))
         except git.GitCommandError as exc:
-            raise EnvbotError(f"cannot clone the environments repo {repo_arg or source}: {_explain(exc)}") from exc
-        ws = Workspace(path=clone, target=str(checkout) if checkout else repo_arg or source, branch=branch,
-                       checkout=checkout, forge_url=forge_url, depth=depth)
+            raise Unreachable(f"cannot clone the environments repo {repo_arg or source}: {_explain(exc)}") from exc
+        target = str(checkout) if checkout else repo_arg or source
+        ws = Workspace(path=clone, target=target, branch=branch, checkout=checkout, forge_url=forge_url,
+                       depth=depth, turn=None if checkout else PushTurn(source, branch))
         ws.g.sparse_checkout("set", "--no-cone", "/promotion.yaml", "/environments/promotion.yaml")
         yield ws
     finally:
+        if ws is not None:
+            ws.release_turn()
         shutil.rmtree(tmp, ignore_errors=True)

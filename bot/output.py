@@ -7,30 +7,37 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from app.cli import progress as terminal_progress  # one rule for both tools: stderr, a terminal only
+from bot.errors import EnvbotError
 from bot.urls import redact_text
 
-
-class EnvbotError(Exception):
-    """A failure explained to the user as `envbot: error: <message>` with a non-zero exit.
-
-    The message is redacted when the error is made: whichever way it is shown (stderr, JSON, a PR),
-    no URL in it carries userinfo.
-    """
-
-    exit_code = 1
-
-    def __init__(self, message: object = "", *args: object) -> None:
-        super().__init__(redact_text(str(message)), *args)
+__all__ = ["EnvbotError", "emit", "emit_error", "info", "print_error", "progress", "short_digest", "table"]
 
 
 def print_error(message: str) -> None:
-    # Messages quote URLs given on the command line and git's stderr: userinfo (tokens) never prints.
-    print(f"envbot: error: {redact_text(message)}", file=sys.stderr)
+    """One line per error: a message spanning lines (a list of gates) is joined with '; '.
+
+    Messages quote URLs given on the command line and git's stderr: userinfo (tokens) never prints.
+    """
+    lines = [line.strip() for line in redact_text(message).splitlines() if line.strip()]
+    print(f"envbot: error: {'; '.join(lines)}", file=sys.stderr)
+
+
+def emit_error(error: EnvbotError) -> None:
+    """The JSON error object (--json) on stdout: {error, kind, exit_code, ...details}."""
+    json.dump(error.as_json(), sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
 
 
 def info(message: str) -> None:
     """Progress notes go to stderr so stdout stays the command's result (patch, table, JSON)."""
     print(f"envbot: {redact_text(message)}", file=sys.stderr)
+
+
+def progress(message: str) -> None:
+    """A note before a long step (clone, registry or model-store lookup, chart pull, helm render), on
+    stderr and only for a person watching a terminal: logs, pipes and CI output stay the result alone."""
+    terminal_progress("envbot", f"{redact_text(message)} ...")
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

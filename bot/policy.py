@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
+from string import Formatter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
+from bot.errors import BadInput, EnvbotError
 from bot.modelgates import EvaluationSpec, ModelGatePolicy, parse_evaluation, parse_model_gates
-from bot.output import EnvbotError
+from bot.yamlfile import load_yaml, read_text
 
 POLICY_FILE = "promotion.yaml"
 LANDINGS = ("push", "pull-request", "auto-merge")
@@ -146,7 +147,7 @@ class Policy:
 
     def repo_path(self, app: App, env: str) -> str:
         """Path of the values file relative to the git root (what git log and trailers talk about)."""
-        return str(PurePosixPath(self.prefix, app.values_path(env))) if self.prefix else app.values_path(env)
+        return posixpath.normpath(posixpath.join(self.prefix, app.values_path(env)))
 
     def chart_pin_repo_path(self, app: App, env: str) -> str:
         """Path of the environment's chart pin file relative to the git root."""
@@ -172,19 +173,33 @@ def _line(node: Any, key: Any) -> int | None:
         return None
 
 
+TEMPLATE_FIELDS = ("env", "app")
+
+
+def template_problem(template: str) -> str | None:
+    """Why TEMPLATE is not a valid {env}/{app} template, or None (what App.values_path will format)."""
+    try:
+        names = [name for _, name, spec, conv in Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"{template!r} is not a valid template ({exc}; write a literal brace as {{{{ or }}}})"
+    unknown = [name for name in names if name not in TEMPLATE_FIELDS]
+    if unknown:
+        return (f"{template!r} uses {{{unknown[0]}}}; the placeholders are "
+                + ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS))
+    return None
+
+
 def load_policy(root: Path) -> Policy:
     path = find_policy(root)
     display = path.relative_to(root)
-    try:
-        doc = YAML(typ="rt").load(path.read_text())
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{display}:{mark.line + 1}" if mark else str(display)
-        raise EnvbotError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+    from bot.git import regular_file
+
+    regular_file(root, display.as_posix())
+    doc = load_yaml(read_text(path, str(display)), str(display))
 
     def fail(node: Any, key: Any, message: str) -> EnvbotError:
         line = _line(node, key)
-        return EnvbotError(f"{display}:{line}: {message}" if line else f"{display}: {message}")
+        return BadInput(f"{display}:{line}: {message}" if line else f"{display}: {message}")
 
     if not isinstance(doc, dict) or not isinstance(doc.get("environments"), list) or not doc["environments"]:
         raise EnvbotError(f"{display}: 'environments' must be a non-empty list")
@@ -228,25 +243,42 @@ def load_policy(root: Path) -> Policy:
         environments.append(Environment(name, str(item.get("namespace") or f"{DEFAULT_APP}-{name}"), landing,
                                         soak, tuple(windows), model_gates, auto_merge, strategy))
 
+    prefix = path.parent.relative_to(root).as_posix()
+    prefix = "" if prefix == "." else prefix
     apps: dict[str, App] = {}
-    for name, spec in (doc.get("apps") or {DEFAULT_APP: {}}).items():
+    app_specs = doc.get("apps") or {DEFAULT_APP: {}}
+    if not isinstance(app_specs, dict):
+        raise fail(doc, "apps", "apps must be a mapping of app name -> settings")
+    for name, spec in app_specs.items():
         spec = spec or {}
+        if not isinstance(spec, dict):
+            raise fail(app_specs, name, f"apps.{name} must be a mapping")
         chart = spec.get("chart") or {}
         if not isinstance(chart, dict):
             raise fail(spec, "chart", f"apps.{name}.chart must be a mapping")
+        for key in ("values", "argocdApplication", "chartPin"):
+            problem = template_problem(str(spec[key])) if key in spec else None
+            if problem:
+                raise fail(spec, key, f"apps.{name}.{key}: {problem}")
+        values = str(spec.get("values", "{env}/values.yaml"))
+        chart_pin = str(spec.get("chartPin", "{env}/chart.yaml"))
+        for key, template in (("values", values), ("chartPin", chart_pin)):
+            example = posixpath.normpath(posixpath.join(prefix, template.format(env="x", app=str(name))))
+            if posixpath.isabs(template) or example == ".." or example.startswith("../"):
+                raise fail(spec, key, f"apps.{name}.{key}: {template!r} must be a relative path inside "
+                                      f"the repository")
         try:
             evaluation = parse_evaluation(spec.get("evaluation"), f"apps.{name}.evaluation")
         except ValueError as exc:
             raise fail(spec, "evaluation", str(exc)) from exc
         apps[str(name)] = App(
             name=str(name),
-            values=str(spec.get("values", "{env}/values.yaml")),
+            values=values,
             chart=ChartSource(path=chart.get("path"), repo=chart.get("repo"), name=chart.get("name"),
                               version=None if chart.get("version") is None else str(chart.get("version"))),
             source=spec.get("source"),
             argocd_application=str(spec.get("argocdApplication", "{app}-{env}")),
-            chart_pin=str(spec.get("chartPin", "{env}/chart.yaml")),
+            chart_pin=chart_pin,
             evaluation=evaluation,
         )
-    prefix = path.parent.relative_to(root).as_posix()
-    return Policy(file=path, prefix="" if prefix == "." else prefix, environments=environments, apps=apps)
+    return Policy(file=path, prefix=prefix, environments=environments, apps=apps)

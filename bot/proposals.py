@@ -24,11 +24,12 @@ from typing import Any
 import git
 
 from bot import gates as gate
+from bot.errors import Conflict, EnvbotError, Unreachable
 from bot.forges import ForgeError, forge_client
 from bot.git import Identity, PushRejected, Workspace
 from bot.modelgates import model_report, model_section
 from bot.models import check_model
-from bot.output import EnvbotError, short_digest
+from bot.output import short_digest
 from bot.pins import pin_origin, release_from_texts, same_release
 from bot.policy import App, Environment, Policy
 from bot.registry import ImageRef, RegistryClient, parse_image_ref
@@ -42,7 +43,7 @@ STATUS_GENRE = "envbot"
 MERGE_ATTEMPTS = 10
 
 
-class ProposalStale(EnvbotError):
+class ProposalStale(Conflict):
     """main changed the environment's file under the proposal: not merged; the next run rebuilds it."""
 
 
@@ -73,6 +74,7 @@ class Proposal:
     gates: list[gate.Gate] = field(default_factory=list)
     statuses_posted: int = 0
     merged_commit: str | None = None
+    kind: str | None = None                # action "error": the error's kind (bot/errors.py)
 
     def as_dict(self) -> dict[str, Any]:
         blocked = [g for g in self.gates if not g.ok]
@@ -89,6 +91,7 @@ class Proposal:
             "green": bool(self.gates) and not blocked,
             "passes_at": passes_at.isoformat() if passes_at else None,
             "statuses_posted": self.statuses_posted, "merged_commit": self.merged_commit,
+            "kind": self.kind,
         }
 
 
@@ -128,7 +131,7 @@ class Proposer:
         try:
             listed = ws.g.ls_remote(self.remote, "refs/heads/envbot/promote-*")
         except git.GitCommandError as exc:
-            raise EnvbotError(f"cannot list the proposal branches of {ws.target}: {exc.stderr or exc}") from exc
+            raise Unreachable(f"cannot list the proposal branches of {ws.target}: {exc.stderr or exc}") from exc
         for line in listed.splitlines():
             sha, _, ref = line.partition("\t")
             if ref.startswith("refs/heads/"):
@@ -173,7 +176,7 @@ class Proposer:
         try:
             self._reconcile(app, upstream, env, proposal)
         except EnvbotError as exc:
-            proposal.action, proposal.reason = "error", str(exc)
+            proposal.action, proposal.reason, proposal.kind = "error", str(exc), exc.kind
             self._reset()
         return proposal
 
@@ -255,6 +258,12 @@ class Proposer:
             chart_ok = all(g.ok for g in gates if g.name == gate.CHART)
             self._write_proposal(app, src, dst, proposal, src_pin, origin.sha, render=chart_ok,
                                  model=model_section(models))
+            if proposal.commit is None and not self.dry_run:
+                # A concurrent writer held the branch; the retry rebuilt it on a newer main that already
+                # has the release (another run merged the proposal meanwhile): nothing left to propose.
+                proposal.action = "unchanged"
+                proposal.reason = f"{self.workspace.branch} already has {src.name}'s release (merged meanwhile)"
+                return
             proposal.action = "updated" if branch_sha else "opened"
             if not self.dry_run:
                 pull = self._find_pull(branch) if self.forge is not None else None
@@ -306,14 +315,14 @@ class Proposer:
             try:
                 ws.g.fetch("--quiet", "--depth=1", self.remote, f"+refs/heads/{branch}:refs/{branch}")
             except git.GitCommandError as exc:
-                raise EnvbotError(f"cannot fetch the proposal branch {branch}: {exc.stderr or exc}") from exc
+                raise Unreachable(f"cannot fetch the proposal branch {branch}: {exc.stderr or exc}") from exc
         return ws.show(sha, path)
 
     def _find_pull(self, branch: str) -> dict[str, Any] | None:
         try:
             return self.forge.find_open(branch, self.workspace.branch)
         except ForgeError as exc:
-            raise EnvbotError(f"pull request for {branch}: {exc}") from exc
+            raise Unreachable(f"pull request for {branch}: {exc}") from exc
 
     def _write_proposal(self, app: App, src: Environment, dst: Environment, proposal: Proposal,
                         pin: ReleasePin, origin_sha: str, render: bool, model: str) -> None:
@@ -324,17 +333,17 @@ class Proposer:
         landing_env = replace(dst, landing="pull-request") if dst.landing == "push" else dst
         promotion = Promotion(
             workspace=self.workspace, policy=self.policy, app=app, env=landing_env, action="promote",
-            identity=self.identity, dry_run=self.dry_run, pin=pin, trailers=trailers, render=render,
-            model_section=model,
+            identity=self.identity, dry_run=self.dry_run, pin=pin, trailers=tuple(trailers), render=render,
+            model_section=model, reads=tuple(self.policy.env_paths(app, src.name)),
             subject=f"envbot: promote {app.name} {src.name} -> {dst.name} ({pin.image.tag or pin.image.digest[:19]})",
         )
         try:
-            run_steps(promotion, pin_release.steps(self.registry, self.source_repo))
+            _, outcome = run_steps(promotion, pin_release.steps(self.registry, self.source_repo))
         finally:
             self._reset()
-        proposal.commit = promotion.commit
-        if promotion.commit:
-            self.remote_branches[proposal.branch or ""] = promotion.commit
+        proposal.commit = outcome.commit
+        if outcome.commit:
+            self.remote_branches[proposal.branch or ""] = outcome.commit
 
     def _close(self, proposal: Proposal, branch: str, branch_sha: str) -> None:
         proposal.action = "closed"
@@ -347,7 +356,7 @@ class Proposer:
                 try:
                     self.forge.close(pull)
                 except ForgeError as exc:
-                    raise EnvbotError(f"cannot close the pull request of {branch}: {exc}") from exc
+                    raise Unreachable(f"cannot close the pull request of {branch}: {exc}") from exc
         self._delete_branch(branch, branch_sha)
 
     def _delete_branch(self, branch: str, sha: str) -> None:
@@ -367,13 +376,13 @@ class Proposer:
             try:
                 self.forge.complete(pull, proposal.commit, dst.merge_strategy, message)
             except ForgeError as exc:
-                raise EnvbotError(f"cannot complete the pull request of {proposal.branch}: {exc}") from exc
+                raise Unreachable(f"cannot complete the pull request of {proposal.branch}: {exc}") from exc
             proposal.action, proposal.reason = "merged", "every gate is green; the pull request was completed"
             # GitHub keeps a merged pull request's branch unless the repository deletes head branches.
             self._delete_branch(proposal.branch, proposal.commit)
             return
         if self.forge is not None:
-            raise EnvbotError(f"no open pull request for {proposal.branch} to complete")
+            raise Conflict(f"no open pull request for {proposal.branch} to complete")
         try:
             proposal.merged_commit = self._merge_on_plain_git(dst, proposal, message, base, files)
         except ProposalStale as exc:
@@ -428,7 +437,7 @@ class Proposer:
                 continue
             self.main_sha = merged
             return merged
-        raise EnvbotError(f"{ws.branch} kept moving; {proposal.branch} not merged (the next run retries)")
+        raise Conflict(f"{ws.branch} kept moving; {proposal.branch} not merged (the next run retries)")
 
 
 def reconcile_all(proposer: Proposer, apps: list[App], on_result: Callable[[Proposal], None] | None = None

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.credential_scope import ACR, credential_refusal
-from bot.output import EnvbotError
+from bot.errors import EnvbotError, Unreachable
+from bot.output import progress
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # The reference grammar's domain: DNS labels or a bracketed IPv6 address, and an optional port.
@@ -103,6 +104,7 @@ class RegistryClient:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         shown = f"{ref.name}{'@' if reference.startswith('sha256:') else ':'}{reference}"
+        progress(f"looking up {shown} in the registry")
         try:
             result = self._for(ref.registry).get_manifest(ref.repository, reference)
         except ResourceNotFoundError as exc:
@@ -111,7 +113,7 @@ class RegistryClient:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "404" in message or "MANIFEST_UNKNOWN" in message or "NAME_UNKNOWN" in message:
                 raise EnvbotError(f"{shown} is not in the registry {ref.registry}") from exc
-            raise EnvbotError(f"registry {ref.registry}: {message}") from exc
+            raise Unreachable(f"registry {ref.registry}: {message}") from exc
         manifest = result.manifest if isinstance(result.manifest, dict) else json.loads(result.manifest)
         return result.digest, manifest
 

@@ -7,13 +7,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from bot import helm
-from bot.output import EnvbotError
+from bot.output import EnvbotError, progress
 from bot.policy import App, Policy
 from bot.values import ChartPin
+from bot.yamlfile import load_yaml
 
 # GitHub caps a pull-request body at 65,536 characters, Azure Repos at 4,000 for the description shown
 # inline; the rendered diff gets what the rest of the description leaves, shared between resources.
@@ -37,6 +35,7 @@ def helm_template(policy: Policy, app: App, namespace: str, values: Path, displa
                   chart: ChartPin | None = None) -> str:
     """The manifests of the chart with the VALUES file: CHART, the environment's pin (checked against the
     repository promotion.yaml allows, pulled by digest), when it has one; else the chart promotion.yaml names."""
+    progress(f"rendering {display} with helm template")
     if chart is not None and chart.repository:
         from bot.charts import check_allowed, fetch_chart
 
@@ -65,15 +64,12 @@ def render(policy: Policy, app: App, namespace: str, values_text: str, display: 
 
 def split_manifests(text: str, namespace: str) -> dict[str, str]:
     resources: dict[str, str] = {}
-    yaml = YAML(typ="safe")
     for chunk in text.split("\n---"):
         body = chunk.strip("\n")
         if body.startswith("---"):
             body = body[3:].lstrip("\n")
-        try:
-            doc = yaml.load(body)
-        except YAMLError as exc:
-            raise EnvbotError(f"helm rendered invalid YAML: {exc}") from exc
+        # The one YAML loader (alias bombs refused): a chart's templates are repository content too.
+        doc = load_yaml(body, "helm template output", typ="safe")
         if not isinstance(doc, dict) or "kind" not in doc:
             continue
         meta = doc.get("metadata") or {}

@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,9 @@ from devenv.image import build_app_image
 from devenv.podrunner import Pod, pod_spec_of
 from devenv.process import free_port
 from devenv.stages import StageFailed, StageRunner, run_command
+
+# Who edits promotion.yaml in the local run's platform stages.
+PLATFORM_TEAM = ("Platform Team", "platform@example.invalid")
 
 APP = "ai-app"
 MODEL_NAME = "iris-logreg"
@@ -92,6 +97,21 @@ class DeliveryRun:
 
     def git(self, *args: str | Path, cwd: Path) -> str:
         return run_command(["git", *args], cwd=cwd, env=self.env, show=False)
+
+    @contextmanager
+    def platform_change(self, message: str) -> Iterator[Path]:
+        """A clone of the environments repo the platform team edits; committed as them and pushed on exit."""
+        clone = Path(tempfile.mkdtemp(prefix="platform-", dir=self.workdir))
+        try:
+            self.git("clone", "--quiet", self.remote_url, clone, cwd=self.workdir)
+            yield clone
+            name, email = PLATFORM_TEAM
+            self.git("add", "-A", cwd=clone)
+            self.git("-c", f"user.name={name}", "-c", f"user.email={email}", "commit", "--quiet", "-m", message,
+                     cwd=clone)
+            self.git("push", "--quiet", "origin", "main", cwd=clone)
+        finally:
+            shutil.rmtree(clone, ignore_errors=True)
 
     def model_uri(self, version: str) -> str:
         assert self.azurite is not None

@@ -10,10 +10,8 @@ as good (promoted, its pull request carrying the Model section, merged).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +29,6 @@ GATES = """    modelGates:                    # local run: staging's model gates
       metrics:
         accuracy: {min: 0.8, maxDrop: 0.02}
 """
-PLATFORM_TEAM = ("Platform Team", "platform@example.invalid")
 # Candidates: version -> extra `ai-app train` arguments and whether staging's gates let it through.
 CANDIDATES = {"3": (["--input-name", "features"], False), "4": (["--label-noise", "0.7"], False), "5": ([], True)}
 
@@ -48,9 +45,7 @@ def enable_model_gates(run: DeliveryRun) -> None:
     BlobServiceClient.from_connection_string(run.azurite.connection_string).get_blob_client(
         "models", DATASET_KEY).upload_blob(data.read_bytes(), overwrite=False)
     uri = f"{run.azurite.blob_endpoint}/models/{DATASET_KEY}"
-    clone = Path(tempfile.mkdtemp(prefix="platform-gates-", dir=run.workdir))
-    try:
-        run.git("clone", "--quiet", run.remote_url, clone, cwd=run.workdir)
+    with run.platform_change("Model gates for staging, measured on the iris evaluation set") as clone:
         policy = next(p for p in (clone / "promotion.yaml", clone / "environments" / "promotion.yaml") if p.is_file())
         text = policy.read_text()
         app_line = f"  {APP}:"
@@ -67,13 +62,6 @@ def enable_model_gates(run: DeliveryRun) -> None:
         block, sep, rest = tail.partition("\n  - name: ")
         text = head + "\n  - name: staging\n" + block.rstrip("\n") + "\n" + GATES.rstrip("\n") + sep + rest
         policy.write_text(text)
-        name, email = PLATFORM_TEAM
-        run.git("add", "-A", cwd=clone)
-        run.git("-c", f"user.name={name}", "-c", f"user.email={email}", "commit", "--quiet", "-m",
-                "Model gates for staging, measured on the iris evaluation set", cwd=clone)
-        run.git("push", "--quiet", "origin", "main", cwd=clone)
-    finally:
-        shutil.rmtree(clone, ignore_errors=True)
     print(f"    evaluation set {uri} (1,000 rows, sha256 {sha256[:12]}); staging: signature compatible, "
           "accuracy >= 0.8, drop <= 0.02")
 

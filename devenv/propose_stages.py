@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 APP = "ai-app-eu"   # a second deployment of the chart, added by the platform team for this part
 STAGING_SOAK_SECONDS = 15
 PROD_SOAK_SECONDS = 10
-PLATFORM_TEAM = ("Platform Team", "platform@example.invalid")
 
 
 def propose(run: DeliveryRun) -> dict[str, dict[str, Any]]:
@@ -71,9 +69,7 @@ def enable_proposals(run: DeliveryRun) -> None:
     from bot.policy import load_policy
     from bot.values import edit_pin_text, read_pin_text
 
-    clone = Path(tempfile.mkdtemp(prefix="platform-", dir=run.workdir))
-    try:
-        run.git("clone", "--quiet", run.remote_url, clone, cwd=run.workdir)
+    with run.platform_change(f"Add {APP}; proposals: short soak for staging and prod, autoMerge for prod") as clone:
         root = clone / "environments"
         release = read_pin_text((root / "dev" / "values.yaml").read_text(), "dev/values.yaml")
         for env in ("dev", "staging", "prod"):
@@ -101,13 +97,6 @@ def enable_proposals(run: DeliveryRun) -> None:
                 lines.insert(2, "    mergeStrategy: squash")
             blocks[index] = "\n".join(lines)
         policy.write_text("  - name: ".join(blocks))
-        name, email = PLATFORM_TEAM
-        run.git("add", "-A", cwd=clone)
-        run.git("-c", f"user.name={name}", "-c", f"user.email={email}", "commit", "--quiet", "-m",
-                f"Add {APP}; proposals: short soak for staging and prod, autoMerge for prod", cwd=clone)
-        run.git("push", "--quiet", "origin", "main", cwd=clone)
-    finally:
-        shutil.rmtree(clone, ignore_errors=True)
     print(f"    app {APP}; staging soak {STAGING_SOAK_SECONDS}s; prod soak {PROD_SOAK_SECONDS}s, autoMerge: true")
 
 

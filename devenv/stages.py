@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -14,7 +15,9 @@ BOLD, DIM, RED, GREEN, RESET = "\033[1m", "\033[2m", "\033[31m", "\033[32m", "\0
 
 
 def _style(code: str, text: str) -> str:
-    return f"{code}{text}{RESET}" if sys.stdout.isatty() else text
+    # Colour only for a person at a terminal who has not asked for none (https://no-color.org).
+    coloured = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return f"{code}{text}{RESET}" if coloured else text
 
 
 class StageFailed(RuntimeError):

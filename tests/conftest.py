@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.models",
     "tests.fixtures.images",
+    "tests.fixtures.envbot",
     "tests.fixtures.charts",
 ]
 

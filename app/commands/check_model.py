@@ -7,7 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from app.cli import fail
 from app.modelcheck import DEFAULT_ATOL, DEFAULT_ROWS, DEFAULT_RTOL, CheckError, CheckResult, check_model
+
+PROG = "ai-app check-model"
+JSON_SCHEMA = "check-model"   # app/schemas/check-model.json: the shape of --json output (docs/cli.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,21 +49,19 @@ def describe(result: CheckResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.rows <= 0:
-        print(f"ai-app check-model: --rows must be positive, not {args.rows}", file=sys.stderr)
-        return 2
+        return fail(PROG, f"--rows must be positive, not {args.rows}", kind="bad-input", as_json=args.json)
     try:
         result = check_model(args.file, reference=args.reference, samples=args.samples, inputs=args.inputs,
                              rows=args.rows, rtol=args.rtol, atol=args.atol, min_agreement=args.min_agreement)
     except CheckError as exc:
-        print(f"ai-app check-model: {exc}", file=sys.stderr)
-        return 2
+        return fail(PROG, str(exc), kind="bad-input", as_json=args.json)
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
         print(describe(result))
     if not result.passed:
         failing = ", ".join(o.name for o in result.outputs if not o.passed)
-        print(f"ai-app check-model: {args.file} does not answer like {result.reference}: {failing} "
+        print(f"{PROG}: {args.file} does not answer like {result.reference}: {failing} "
               "beyond the tolerance; do not publish it", file=sys.stderr)
         return 1
     return 0

@@ -9,9 +9,13 @@ import signal
 import sys
 from pathlib import Path
 
+from app.cli import fail
 from app.logs import configure_logging
 from app.modelstore import ModelStoreError, fetch_model
 from app.modelstore.digest import normalize_sha256
+
+PROG = "ai-app fetch-model"
+JSON_SCHEMA = "fetch-model"   # app/schemas/fetch-model.json: the shape of --json output (docs/cli.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,15 +42,14 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
     if not args.uri or not args.sha256:
-        print("ai-app fetch-model: --uri and --sha256 are required (or MODEL_URI and MODEL_SHA256)", file=sys.stderr)
-        return 2
+        return fail(PROG, "--uri and --sha256 are required (or MODEL_URI and MODEL_SHA256)", kind="bad-input",
+                    as_json=args.json)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         path = fetch_model(args.uri, args.sha256, args.dest, progress=progress, attempts=args.attempts)
     except ModelStoreError as exc:
-        print(f"ai-app fetch-model: {exc}", file=sys.stderr)
-        return 1
+        return fail(PROG, str(exc), as_json=args.json)
     sha256 = normalize_sha256(args.sha256, "--sha256")
     if args.json:
         print(json.dumps({"uri": args.uri, "path": str(path), "sha256": sha256, "size": path.stat().st_size}))

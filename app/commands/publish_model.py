@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from app.cli import add_renamed_option, progress
+from app.cli import add_renamed_option, fail, progress
 from app.model import ModelError
 from app.modelcheck import load_onnx
 from app.modelstore import ModelStoreError, model_uri, publish_model
 
 PROG = "ai-app publish-model"
+JSON_SCHEMA = "publish-model"   # app/schemas/publish-model.json: the shape of --json output (docs/cli.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,11 +50,9 @@ def run(args: argparse.Namespace) -> int:
         progress(PROG, f"hashing and uploading {args.file.stat().st_size / 1e6:.1f} MB to {uri}")
         info = publish_model(args.file, uri, metrics_file=args.metrics, source=args.source)
     except ModelError as exc:
-        print(f"{PROG}: refusing to publish: {exc}", file=sys.stderr)
-        return 1
+        return fail(PROG, f"refusing to publish: {exc}", as_json=args.json)
     except ModelStoreError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+        return fail(PROG, str(exc), as_json=args.json)
     if args.json:
         print(json.dumps(info.as_dict()))
     else:

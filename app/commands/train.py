@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from app.cli import add_renamed_option
+from app.cli import add_renamed_option, fail
+
+PROG = "ai-app train"
+JSON_SCHEMA = "train"   # app/schemas/train.json: the shape of --json output (docs/cli.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,16 +38,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         from app.training import train_model
     except ModuleNotFoundError as exc:
-        print(f"ai-app train: {exc.name} is missing: install the train extra (pip install 'ai-app-gitops[train]')",
-              file=sys.stderr)
-        return 2
+        return fail(PROG, f"{exc.name} is missing: install the train extra (pip install 'ai-app-gitops[train]')",
+                    kind="bad-input", as_json=args.json)
     for name in args.model or ["iris-logreg", "iris-forest"]:
         try:
             model = train_model(name, args.out, args.version, size_mb=args.size_mb, save_joblib=args.joblib,
                                 input_name=args.input_name, label_noise=args.label_noise)
         except ValueError as exc:
-            print(f"ai-app train: {exc}", file=sys.stderr)
-            return 2
+            return fail(PROG, str(exc), kind="bad-input", as_json=args.json)
         if args.json:
             print(json.dumps({"name": model.name, "version": model.version, "path": str(model.path),
                               "sha256": model.sha256, "size": model.path.stat().st_size}))

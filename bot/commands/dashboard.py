@@ -13,9 +13,13 @@ import sys
 
 from bot.dashboard import DEFAULT_METRICS_WINDOW, DEFAULT_REFRESH_SECONDS, DashboardSettings
 from bot.mirror import resolve_source
-from bot.output import EnvbotError
+from bot.output import EnvbotError, emit
 
 DEFAULT_PORT = 8080
+JSON_SCHEMA = "dashboard"   # bot/schemas/dashboard.json: `--json` prints where it listens, then serves
+
+
+ONE_APP = False   # the pages show every app of promotion.yaml: no --app
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     source, branch = resolve_source(args.repo, args.branch)
     settings = DashboardSettings(repo=args.repo, branch=args.branch or branch, refresh_seconds=args.refresh,
                                  metrics_window=args.since, offline=args.offline)
-    print(f"envbot dashboard: {source} ({branch}) on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    url = f"http://{args.host}:{args.port}/"
+    print(f"envbot dashboard: {source} ({branch}) on {url}", file=sys.stderr, flush=True)
+    if args.json:
+        emit(True, {"url": url, "repo": str(source), "branch": settings.branch}, "")
+        sys.stdout.flush()
     serve(settings, args.host, args.port, args.threads)
     return 0

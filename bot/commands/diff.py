@@ -16,6 +16,8 @@ from bot.policy import App, Environment, Policy
 from bot.render import diff_resources, format_diffs, render
 from bot.values import ReleasePin
 
+JSON_SCHEMA = "diff"   # bot/schemas/diff.json: the shape of `--json` output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A", help="ENV or ENV@REV (the old side)")

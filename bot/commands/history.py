@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 
 from bot.commands import session
 from bot.output import emit, table
+from bot.releases import is_release, made_by_envbot
+
+JSON_SCHEMA = "history"   # bot/schemas/history.json: the shape of `--json` output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,18 +22,21 @@ def run(args: argparse.Namespace) -> int:
         env = s.policy.env(args.env)
         path = s.policy.repo_path(s.app, env.name)
         entries = []
-        # All parents: envbot's commits inside merged pull requests carry the trailers.
+        # All parents: envbot's commits inside merged pull requests carry the trailers. Every commit
+        # listed here is accepted by `rollback --to` (bot/releases.py decides what is a release).
         for commit in s.workspace.walk(s.policy.env_paths(s.app, env.name), first_parent=False):
-            t = commit.trailers
-            if t and (t.get("Envbot-App", s.app.name) != s.app.name or t.get("Envbot-Env", env.name) != env.name):
+            mine = made_by_envbot(commit, s.identity)
+            t = commit.trailers if mine else {}
+            if t and (t.get("Envbot-App") != s.app.name or t.get("Envbot-Env") != env.name):
                 continue
             entries.append({
                 "commit": commit.sha, "when": datetime.fromtimestamp(commit.committed, UTC).isoformat(),
                 "by": f"{commit.author} <{commit.email}>", "action": t.get("Envbot-Action", "manual edit"),
-                "image": t.get("Envbot-Image", ""), "model": t.get("Envbot-Model", ""),
-                "chart": t.get("Envbot-Chart", ""),
-                "from": t.get("Envbot-From", ""), "override": t.get("Envbot-Override", ""),
-                "reverts": list(commit.multi_trailers.get("Envbot-Reverts", ())),
+                "release": is_release(commit, s.app.name, env.name) if mine else False,
+                "image": t.get("Envbot-Image") or None, "model": t.get("Envbot-Model") or None,
+                "chart": t.get("Envbot-Chart") or None,
+                "from": t.get("Envbot-From") or None, "override": t.get("Envbot-Override") or None,
+                "reverts": list(commit.multi_trailers.get("Envbot-Reverts", ())) if mine else [],
                 "subject": commit.subject,
             })
             if len(entries) >= args.limit:
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             # oci://host/helm/ai-app:VERSION@sha256:... -> VERSION
             chart = e["chart"].split("@")[0].rsplit(":", 1)[-1] if e["chart"] else "-"
             rows.append([e["when"][:16].replace("T", " "), e["commit"][:12], e["action"], e["by"].split(" <")[0],
-                         image, e["model"].split(" sha256:")[0] or "-", chart,
+                         image, (e["model"] or "").split(" sha256:")[0] or "-", chart,
                          "; ".join(notes) or e["subject"][:60]])
         text = f"{s.app.name} in {env.name} ({path})\n" + table(
             ["WHEN", "COMMIT", "ACTION", "BY", "IMAGE", "MODEL", "CHART", "NOTES"], rows)

@@ -22,6 +22,8 @@ from bot.timeline import build_timeline, tracked_paths
 DEFAULT_WINDOW = "30d"
 
 
+JSON_SCHEMA = "metrics"   # bot/schemas/metrics.json: the shape of `--json` output
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser._option_string_actions["--app"].help = "only this app of promotion.yaml (default: all apps)"
     parser.add_argument("--env", help="only this environment (default: all, in promotion order)")

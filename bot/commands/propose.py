@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 
+from bot.errors import EXIT_CODES
 from bot.git import Identity, open_workspace
 from bot.output import emit
 from bot.policy import load_policy
 from bot.proposals import Proposal, Proposer, describe_gates, reconcile_all
+
+JSON_SCHEMA = "propose"   # bot/schemas/propose.json: the shape of `--json` output
+WRITES = True   # commits and pushes proposal branches: --dry-run and the commit identity options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,4 +52,6 @@ def run(args: argparse.Namespace) -> int:
                "counts": {action: sum(1 for p in results if p.action == action)
                           for action in sorted({p.action for p in results})}}
     emit(args.json, payload, "".join(_line(p) + "\n" for p in results))
-    return 1 if any(p.action == "error" for p in results) else 0
+    # A proposal that failed does not stop the others; the exit code is the first failure's kind.
+    failed = [p for p in results if p.action == "error"]
+    return EXIT_CODES[failed[0].kind or "internal"] if failed else 0

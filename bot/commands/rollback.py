@@ -13,71 +13,62 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from bot import gates as gate
 from bot.commands import report, session
-from bot.git import CommitInfo, Workspace, parse_trailers
-from bot.output import EnvbotError
-from bot.steps import Promotion, commit, describe, land, render_diff, revert, run_steps
+from bot.errors import Conflict, EnvbotError
+from bot.registry import RegistryClient
+from bot.releases import commits_to_revert
+from bot.steps import Promotion, commit, describe, land, recheck, render_diff, revert, run_steps
+from bot.steps.verify_release import release_check
 
-RELEASE_ACTIONS = ("update", "promote")
+JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
+WRITES = True   # commits: --dry-run and the commit identity options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment to roll back")
-    parser.add_argument("--to", metavar="REV", help="revert every envbot update/promotion of ENV after REV")
+    parser.add_argument("--to", metavar="REV", help="revert every envbot update/promotion of ENV after REV "
+                                                    "(any commit `envbot history ENV` lists)")
+    gate.add_override_arguments(parser, "the check that the image and model the rollback returns to still "
+                                        "exist in the registry and store")
 
 
-def _release_commit(commit: CommitInfo, app: str, env: str) -> CommitInfo | None:
-    return commit if (commit.trailers.get("Envbot-Action") in RELEASE_ACTIONS
-                      and commit.trailers.get("Envbot-App") == app
-                      and commit.trailers.get("Envbot-Env") == env) else None
-
-
-def commits_to_revert(ws: Workspace, paths: list[str], app: str, env: str, to: str | None) -> list[str]:
-    stop = ws.resolve(to) if to else None
-    if stop is not None and not ws.is_ancestor(stop, "HEAD"):
-        raise EnvbotError(f"{to} is not in the history of {ws.branch}")
-    reverted: set[str] = set()
-    chosen: list[str] = []
-    for entry in ws.walk(paths):
-        if stop is not None and ws.is_ancestor(entry.sha, stop):
-            break
-        # A pull request merged with a merge commit carries envbot's trailers on its second parent.
-        info = entry
-        if len(entry.parents) > 1 and not entry.trailers:
-            single, multi = parse_trailers(ws.g.log("-1", "--format=%B", entry.parents[1]))
-            info = replace(entry, trailers=single, multi_trailers=multi)
-        reverted.update(info.multi_trailers.get("Envbot-Reverts", ()))
-        if entry.sha in reverted or _release_commit(info, app, env) is None:
-            continue
-        chosen.append(entry.sha)
-        if stop is None:
-            break
-    return chosen
+def reverts_trailers(shas: list[str], override: str | None, actor: str) -> tuple[tuple[str, str], ...]:
+    trailers = [("Envbot-Reverts", sha) for sha in shas]
+    if override is not None:
+        trailers += gate.override_trailers(override, actor, [gate.ARTIFACTS])
+    return tuple(trailers)
 
 
 def run(args: argparse.Namespace) -> int:
+    override = gate.override_reason(args)
+    actor = gate.resolve_actor(args.actor) if override is not None else ""
+    registry = RegistryClient()
     with session(args) as s:
         env = s.policy.env(args.env)
         paths = s.policy.env_paths(s.app, env.name)
-        shas = commits_to_revert(s.workspace, paths, s.app.name, env.name, args.to)
+        shas = commits_to_revert(s.workspace, paths, s.app.name, env.name, s.identity, args.to)
         if not shas:
             raise EnvbotError(f"no envbot update or promotion of {s.app.name} in {env.name} "
                               f"{'after ' + args.to if args.to else ''} left to roll back".replace("  ", " "))
         listed = ", ".join(sha[:12] for sha in shas)
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="rollback", identity=s.identity,
-            dry_run=args.dry_run, revert_commits=shas, trailers=[("Envbot-Reverts", sha) for sha in shas],
+            dry_run=args.dry_run, revert_commits=tuple(shas), trailers=reverts_trailers(shas, override, actor),
+            release_check=release_check(registry), override_reason=override,
             subject=f"envbot: roll back {s.app.name} in {env.name} (revert {listed})",
             render=env.landing != "push" or args.dry_run,
         )
 
-        def recompute(p: Promotion) -> None:
+        def refresh(p: Promotion) -> Promotion:
             # A replay on a newer tip re-chooses: another writer may have rolled back meanwhile.
-            if p.attempts > 1:
-                p.revert_commits = commits_to_revert(p.workspace, paths, s.app.name, env.name, args.to)
-                if not p.revert_commits:
-                    raise EnvbotError(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
-                p.trailers = [("Envbot-Reverts", sha) for sha in p.revert_commits]
+            chosen = commits_to_revert(p.workspace, paths, s.app.name, env.name, s.identity, args.to)
+            if not chosen:
+                raise Conflict(f"{s.app.name} in {env.name} was rolled back meanwhile; nothing to do")
+            return replace(p, revert_commits=tuple(chosen), trailers=reverts_trailers(chosen, override, actor))
 
-        run_steps(promotion, [recompute, revert.run, render_diff.run, describe.run, commit.run, land.run])
-        return report(args, promotion, {"reverted": promotion.revert_commits})
+        steps = [revert.run, render_diff.run, describe.run, recheck.run, commit.run, land.run]
+        promotion, outcome = run_steps(promotion, steps,
+                                       refresh=refresh)
+        return report(args, promotion, outcome, {"reverted": list(promotion.revert_commits),
+                                                    "override": override})

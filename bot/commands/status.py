@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from bot.commands import session
 from bot.output import emit, short_digest, table
 from bot.pins import pin_origin, read_release, same_release
+from bot.releases import envbot_commit
+
+JSON_SCHEMA = "status"   # bot/schemas/status.json: the shape of `--json` output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
             pin = pins[env.name]
             path = s.policy.repo_path(s.app, env.name)
             origin = pin_origin(s.workspace, s.policy.env_paths(s.app, env.name), pin) if pin else None
+            # The release behind the commit (bot/releases.py): a merged pull request's envbot commit.
+            made = envbot_commit(s.workspace, origin, s.identity) if origin else None
             nxt = s.policy.environments[index + 1].name if index + 1 < len(s.policy.environments) else None
             differs = None if nxt is None or pin is None or pins[nxt] is None else not same_release(pin, pins[nxt])
             row = {
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                 "commit": origin.sha if origin else None,
                 "when": datetime.fromtimestamp(origin.committed, UTC).isoformat() if origin else None,
                 "by": origin.author if origin else None,
-                "action": origin.trailers.get("Envbot-Action") if origin else None,
+                "action": (made.trailers["Envbot-Action"] if made else "manual edit") if origin else None,
                 "next": nxt, "differs_from_next": differs,
             }
             if argocd is not None:

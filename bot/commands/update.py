@@ -13,12 +13,16 @@ import argparse
 from bot import gates as gate
 from bot.charts import parse_chart_ref, resolve_chart
 from bot.commands import report, session
+from bot.errors import Conflict, EnvbotError, GateRefused
 from bot.models import resolve_model
-from bot.output import EnvbotError, info
+from bot.output import info
 from bot.pins import read_release
 from bot.registry import REVISION_LABEL, ImageRef, RegistryClient, parse_image_ref
 from bot.steps import Promotion, pin_release, run_steps
 from bot.values import ImagePin, ReleasePin
+
+JSON_SCHEMA = "promotion"   # bot/schemas/promotion.json: the shape of `--json` output
+WRITES = True   # commits: --dry-run and the commit identity options
 
 OVERRIDE_BYPASSES = ("the gates of ENV that a direct write skips: its order (ENV has an upstream and normally "
                      "receives releases only by promotion), its soak time and its freeze windows")
@@ -50,18 +54,20 @@ def run(args: argparse.Namespace) -> int:
         if ref is not None and image is not None and ref.tag:
             now = registry.digest(ImageRef(ref.registry, ref.repository, ref.tag))
             if now != image.digest:
-                raise EnvbotError(f"tag {ref.name}:{ref.tag} moved from {image.digest} to {now} while envbot "
+                raise Conflict(f"tag {ref.name}:{ref.tag} moved from {image.digest} to {now} while envbot "
                                   f"worked; nothing was committed (run again to pin the new digest)")
         if model is not None and resolve_model(model.uri).sha256 != model.sha256:
-            raise EnvbotError(f"model {model.uri} changed while envbot worked; nothing was committed")
+            raise Conflict(f"model {model.uri} changed while envbot worked; nothing was committed")
 
     with session(args) as s:
         env = s.policy.env(args.env)
         bypassed = gate.write_gates(s.policy, env)
         trailers: list[tuple[str, str]] = []
         if bypassed and reason is None:
-            raise EnvbotError(f"{env.name} is gated ({', '.join(bypassed)}): releases reach it through "
-                              f"`envbot promote`/`envbot propose`; --override-reason TEXT writes it directly")
+            raise GateRefused(f"{env.name} is gated ({', '.join(bypassed)}): releases reach it through "
+                              f"`envbot promote`/`envbot propose`; --override-reason TEXT writes it directly",
+                              gates=[f"{name}: a direct write to {env.name} skips it" for name in bypassed],
+                              retry_after=None)
         if bypassed and reason is not None:
             info(f"override: writing {env.name} directly bypasses its gates: {', '.join(bypassed)}")
             trailers = gate.override_trailers(reason, gate.resolve_actor(args.actor), bypassed)
@@ -86,11 +92,12 @@ def run(args: argparse.Namespace) -> int:
             what += f", chart {chart.version}"
         promotion = Promotion(
             workspace=s.workspace, policy=s.policy, app=s.app, env=env, action="update",
-            identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=[inputs_unchanged], trailers=trailers,
-            subject=f"envbot: update {s.app.name} in {env.name} to {what}",
+            identity=s.identity, dry_run=args.dry_run, pin=pin, prechecks=(inputs_unchanged,),
+            trailers=tuple(trailers), subject=f"envbot: update {s.app.name} in {env.name} to {what}",
             render=env.landing != "push" or args.dry_run,
         )
-        run_steps(promotion, pin_release.steps(registry, args.source_repo))
-        return report(args, promotion, {"image": str(ref) if ref else image_pin.ref, "digest": image_pin.digest,
-                                        "chart": chart.ref if chart else None,
-                                        "bypassed": bypassed if reason is not None else [], "override": reason})
+        promotion, outcome = run_steps(promotion, pin_release.steps(registry, args.source_repo))
+        return report(args, promotion, outcome, {
+            "requested": {"image": str(ref) if ref else image_pin.ref, "digest": image_pin.digest,
+                          "chart": chart.ref if chart else None},
+            "bypassed": bypassed if reason is not None else [], "override": reason})

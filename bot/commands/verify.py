@@ -6,10 +6,14 @@ import argparse
 
 from bot.charts import check_allowed, resolve_chart
 from bot.commands import session
+from bot.errors import EnvbotError, VerifyFailed
 from bot.models import check_model
-from bot.output import EnvbotError, emit, table
+from bot.output import emit, table
 from bot.pins import read_release
-from bot.registry import ImageRef, RegistryClient, parse_image_ref
+from bot.registry import RegistryClient
+from bot.steps.verify_release import check_image
+
+JSON_SCHEMA = "verify"   # bot/schemas/verify.json: the shape of `--json` output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
                 checks.append(("image", f"{path}: image.digest is empty", ""))
             else:
                 try:
-                    ref = parse_image_ref(pin.image.ref)
-                    registry.digest(ImageRef(ref.registry, ref.repository, digest=pin.image.digest))
+                    check_image(registry, pin)
                     checks.append(("image", "", ""))
                 except EnvbotError as exc:
                     checks.append(("image", str(exc), ""))
@@ -67,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
         failed = [r for r in results if not r["ok"]]
         text = table(["ENV", "CHECK", "RESULT", "DETAIL"],
                      [[r["env"], r["check"], "ok" if r["ok"] else "FAIL", r["detail"]] for r in results])
-        emit(args.json, {"app": s.app.name, "ok": not failed, "results": results}, text)
+        payload = {"app": s.app.name, "ok": not failed, "results": results}
         if failed:
-            raise EnvbotError(f"{len(failed)} pin(s) failed verification")
+            # Under --json the error object carries the results: one JSON document on stdout.
+            if not args.json:
+                emit(False, payload, text)
+            raise VerifyFailed(f"{len(failed)} pin(s) failed verification", **payload)
+        emit(args.json, payload, text)
     return 0

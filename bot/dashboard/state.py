@@ -125,11 +125,11 @@ def chart_version(policy: Policy, app_name: str) -> str:
     if app.chart.path:
         chart_file = policy.root / app.chart.path / "Chart.yaml"
         try:
-            from ruamel.yaml import YAML
+            from bot.yamlfile import load_yaml, read_text
 
-            doc = YAML(typ="safe").load(chart_file.read_text())
+            doc = load_yaml(read_text(chart_file, str(chart_file)), str(chart_file), typ="safe")
             return f"{doc.get('version', '?')} (in repo)"
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, EnvbotError):
             return "in repo"
     return "latest (not pinned)"
 

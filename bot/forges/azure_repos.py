@@ -7,7 +7,7 @@ import os
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from bot.forges.base import ForgeError, JsonApi, PullRequest, fit_description
+from bot.forges.base import ForgeError, JsonApi, PullRequest, PullRequestClient
 from bot.forges.remote import AzureReposRepo
 
 API_VERSION = "7.1"
@@ -49,8 +49,11 @@ def organization_url(repo: AzureReposRepo) -> str:
     return f"https://dev.azure.com/{quote(repo.organization)}"
 
 
-class AzureReposPullRequests:
+class AzureReposPullRequests(PullRequestClient):
     """Opens, finds and updates pull requests of one repository."""
+
+    description_limit = DESCRIPTION_LIMIT
+    truncation_note = "The full description is in the first comment."
 
     def __init__(self, repo: AzureReposRepo, token: str, org_url: str) -> None:
         self.repo = repo
@@ -86,7 +89,7 @@ class AzureReposPullRequests:
                              params={**(params or {}), "api-version": API_VERSION}, json=json,
                              expected=expected)
 
-    def find_active(self, source_branch: str, target_branch: str) -> dict[str, Any] | None:
+    def find_open(self, source_branch: str, target_branch: str) -> dict[str, Any] | None:
         found = self._call("GET", "/pullrequests", params={
             "searchCriteria.sourceRefName": f"refs/heads/{source_branch}",
             "searchCriteria.targetRefName": f"refs/heads/{target_branch}",
@@ -95,8 +98,22 @@ class AzureReposPullRequests:
         pulls = (found or {}).get("value") or []
         return pulls[0] if pulls else None
 
-    def find_open(self, source_branch: str, target_branch: str) -> dict[str, Any] | None:
-        return self.find_active(source_branch, target_branch)
+    def create(self, source_branch: str, target_branch: str, title: str, body: str) -> dict[str, Any]:
+        return self._call("POST", "/pullrequests", json={
+            "sourceRefName": f"refs/heads/{source_branch}",
+            "targetRefName": f"refs/heads/{target_branch}",
+            "title": title,
+            "description": body,
+        }, expected=(201,))
+
+    def is_already_open(self, error: ForgeError) -> bool:
+        return error.status == 409   # TF401179: an active pull request for these branches exists
+
+    def current(self, pull: dict[str, Any]) -> tuple[str, str]:
+        return pull.get("title") or "", pull.get("description") or ""
+
+    def update(self, pull: dict[str, Any], title: str, body: str) -> dict[str, Any]:
+        return self._call("PATCH", f"/pullrequests/{pull['pullRequestId']}", json={"title": title, "description": body})
 
     def pull_url(self, pull: dict[str, Any]) -> str:
         return self._web_url(pull)
@@ -141,36 +158,13 @@ class AzureReposPullRequests:
     def close(self, pull: dict[str, Any]) -> None:
         self._call("PATCH", f"/pullrequests/{pull['pullRequestId']}", json={"status": "abandoned"})
 
-    def open_or_update(self, source_branch: str, target_branch: str, title: str, description: str,
-                       auto_merge: bool) -> PullRequest:
-        body, truncated = fit_description(description, DESCRIPTION_LIMIT,
-                                          "The full description is in the first comment.")
-        existing = self.find_active(source_branch, target_branch)
-        created = False
-        if existing is None:
-            try:
-                pull = self._call("POST", "/pullrequests", json={
-                    "sourceRefName": f"refs/heads/{source_branch}",
-                    "targetRefName": f"refs/heads/{target_branch}",
-                    "title": title,
-                    "description": body,
-                }, expected=(201,))
-                created = True
-            except ForgeError as exc:
-                # TF401179 (HTTP 409): an active pull request for these branches appeared meanwhile.
-                existing = self.find_active(source_branch, target_branch) if exc.status == 409 else None
-                if existing is None:
-                    raise
-        if existing is not None:
-            pull = existing
-            # Skipping an identical update keeps the pull request's history free of no-op edits.
-            if existing.get("title") != title or (existing.get("description") or "") != body:
-                pull = self._call("PATCH", f"/pullrequests/{existing['pullRequestId']}",
-                                  json={"title": title, "description": body})
+    def finish(self, pull: dict[str, Any], description: str, truncated: bool, auto_merge: bool) -> None:
         if truncated:
             self._record_full_description(pull["pullRequestId"], description)
         if auto_merge:
-            self._set_auto_complete(pull, title)
+            self._set_auto_complete(pull, str(pull.get("title") or ""))
+
+    def result(self, pull: dict[str, Any], created: bool) -> PullRequest:
         return PullRequest(url=self._web_url(pull), number=int(pull["pullRequestId"]), created=created)
 
     def _record_full_description(self, pull_id: int, description: str) -> None:

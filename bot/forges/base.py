@@ -1,7 +1,9 @@
-"""What both forge clients share: the result type, the error, JSON over HTTP, description limits."""
+"""What both forge clients share: the result type, the error, JSON over HTTP, description limits, and the
+one create-or-update algorithm for pull requests (PullRequestClient.open_or_update)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,8 @@ class PullRequest:
 
 class ForgeError(EnvbotError):
     """A forge refused or could not be reached; the message says which call, status and why."""
+
+    kind = "unreachable"
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -102,3 +106,60 @@ def fit_description(text: str, limit: int, where_is_the_rest: str) -> tuple[str,
         kept += "\n```"
     note = note_template.format(shown=len(kept), total=len(text), rest=where_is_the_rest)
     return kept + note, True
+
+
+class PullRequestClient(ABC):
+    """One forge's pull-request calls; `open_or_update` is the algorithm both forges share.
+
+    Idempotent: the same promotion run again updates its open pull request (only when the title
+    or description changed) instead of opening another; a pull request opened concurrently by
+    another run between our search and our create is found again and updated.
+    """
+
+    description_limit: int
+    truncation_note: str          # where the rest of a cut description is
+
+    @abstractmethod
+    def find_open(self, source_branch: str, target_branch: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def create(self, source_branch: str, target_branch: str, title: str, body: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def is_already_open(self, error: ForgeError) -> bool:
+        """The create failed because a pull request for these branches exists (opened concurrently)."""
+
+    @abstractmethod
+    def current(self, pull: dict[str, Any]) -> tuple[str, str]:
+        """(title, description) of PULL as the forge returned it."""
+
+    @abstractmethod
+    def update(self, pull: dict[str, Any], title: str, body: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def finish(self, pull: dict[str, Any], description: str, truncated: bool, auto_merge: bool) -> None:
+        """After create/update: record a cut description in full, turn auto-merge on."""
+
+    @abstractmethod
+    def result(self, pull: dict[str, Any], created: bool) -> PullRequest: ...
+
+    def open_or_update(self, source_branch: str, target_branch: str, title: str, description: str,
+                       auto_merge: bool) -> PullRequest:
+        body, truncated = fit_description(description, self.description_limit, self.truncation_note)
+        existing = self.find_open(source_branch, target_branch)
+        created = False
+        if existing is None:
+            try:
+                pull = self.create(source_branch, target_branch, title, body)
+                created = True
+            except ForgeError as exc:
+                existing = self.find_open(source_branch, target_branch) if self.is_already_open(exc) else None
+                if existing is None:
+                    raise
+        if existing is not None:
+            pull = existing
+            # Skipping an identical update keeps the pull request's history free of no-op edits.
+            if self.current(existing) != (title, body):
+                pull = self.update(existing, title, body)
+        self.finish(pull, description, truncated, auto_merge)
+        return self.result(pull, created)

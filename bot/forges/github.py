@@ -6,7 +6,7 @@ import os
 from typing import Any
 from urllib.parse import quote
 
-from bot.forges.base import ForgeError, JsonApi, PullRequest, fit_description
+from bot.forges.base import ForgeError, JsonApi, PullRequest, PullRequestClient
 from bot.forges.remote import GitHubRepo
 
 # GitHub rejects bodies above 65536 characters.
@@ -24,8 +24,11 @@ mutation EnableAutoMerge($pullRequestId: ID!) {
 """
 
 
-class GitHubPullRequests:
+class GitHubPullRequests(PullRequestClient):
     """Opens, finds and updates pull requests of one repository."""
+
+    description_limit = DESCRIPTION_LIMIT
+    truncation_note = f"GitHub limits pull request descriptions to {DESCRIPTION_LIMIT} characters."
 
     def __init__(self, repo: GitHubRepo, token: str, api_url: str, graphql_url: str) -> None:
         self.repo = repo
@@ -62,32 +65,25 @@ class GitHubPullRequests:
         })
         return pulls[0] if pulls else None
 
-    def open_or_update(self, source_branch: str, target_branch: str, title: str, description: str,
-                       auto_merge: bool) -> PullRequest:
-        body, _ = fit_description(
-            description, DESCRIPTION_LIMIT,
-            f"GitHub limits pull request descriptions to {DESCRIPTION_LIMIT} characters.",
-        )
-        existing = self.find_open(source_branch, target_branch)
-        created = False
-        if existing is None:
-            try:
-                pull = self.api.call("POST", self._pulls_url, json={
-                    "title": title, "head": source_branch, "base": target_branch, "body": body,
-                }, expected=(201,))
-                created = True
-            except ForgeError as exc:
-                # Opened concurrently (another envbot run): update that one instead.
-                existing = self.find_open(source_branch, target_branch) if exc.status == 422 else None
-                if existing is None:
-                    raise
-        if existing is not None:
-            pull = existing
-            if existing.get("title") != title or (existing.get("body") or "") != body:
-                pull = self.api.call("PATCH", f"{self._pulls_url}/{existing['number']}",
-                                     json={"title": title, "body": body})
+    def create(self, source_branch: str, target_branch: str, title: str, body: str) -> dict[str, Any]:
+        return self.api.call("POST", self._pulls_url, json={
+            "title": title, "head": source_branch, "base": target_branch, "body": body,
+        }, expected=(201,))
+
+    def is_already_open(self, error: ForgeError) -> bool:
+        return error.status == 422   # "A pull request already exists for ..."
+
+    def current(self, pull: dict[str, Any]) -> tuple[str, str]:
+        return pull.get("title") or "", pull.get("body") or ""
+
+    def update(self, pull: dict[str, Any], title: str, body: str) -> dict[str, Any]:
+        return self.api.call("PATCH", f"{self._pulls_url}/{pull['number']}", json={"title": title, "body": body})
+
+    def finish(self, pull: dict[str, Any], description: str, truncated: bool, auto_merge: bool) -> None:
         if auto_merge:
             self.enable_auto_merge(pull)
+
+    def result(self, pull: dict[str, Any], created: bool) -> PullRequest:
         return PullRequest(url=pull["html_url"], number=int(pull["number"]), created=created)
 
     @property

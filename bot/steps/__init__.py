@@ -1,10 +1,18 @@
-"""A promotion is a list of small steps run on one shared state, like Kargo's promotion steps:
+"""A promotion is a list of small steps, like Kargo's promotion steps:
 
-edit_pins | revert -> render_diff -> describe -> recheck -> commit -> land
+edit_pins | revert -> changelog -> render_diff -> describe -> recheck -> commit -> land
 
-Each step is one module with `run(promotion)`. When the landing push is rejected because another
-writer moved the branch, the whole list is replayed on the new tip (a rebase that re-validates), so
-no concurrent update is lost and none is applied twice.
+`Promotion` holds the frozen inputs a command sets; each attempt gets a fresh `Outcome` the steps
+fill in, so a retry cannot inherit anything from the attempt before it. Each step is one module
+with `run(promotion, outcome)`.
+
+When the landing push is rejected because another writer moved the branch:
+- if the new commits touch none of the files the promotion read or wrote, the prepared commit is
+  rebased onto the new tip and pushed again (cheap: no render, no registry, no re-edit);
+- otherwise (a real overlap) the inputs are re-read (`refresh`: the source pin, the revert list,
+  the gates) and the whole list is replayed on the new tip.
+Either way nothing is lost and nothing is applied twice. A push the server refuses while the
+branch did not move (a hook, branch protection) is not a race: `PushRefused`, no retry.
 """
 
 from __future__ import annotations
@@ -14,17 +22,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bot.git import Identity, PushRejected, Workspace
+from bot.git import Identity, PushRejected, StaleBase, Workspace
 from bot.policy import App, Environment, Policy
 from bot.render import ResourceDiff
 from bot.values import ReleasePin
 
-MAX_ATTEMPTS = 30
+# Contended writers: give up after this long (not after a fixed count: 64 writers on one file need
+# up to 64 rounds) and never after fewer attempts than MIN_ATTEMPTS.
+RETRY_SECONDS = 900.0
+MIN_ATTEMPTS = 30
+# Exponential backoff with full jitter, 0.1 s doubling up to the cap: writers that keep colliding
+# spread out instead of all replaying at once (only one of them can land per round).
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 5.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Promotion:
-    """What the steps share: inputs set by the command, outputs filled in by the steps."""
+    """What a command wants done; frozen: a retry that must re-read an input builds a new one (refresh)."""
 
     workspace: Workspace
     policy: Policy
@@ -34,24 +49,15 @@ class Promotion:
     identity: Identity
     dry_run: bool = False
     pin: ReleasePin | None = None                    # edit_pins: the wanted pin
-    revert_commits: list[str] = field(default_factory=list)   # revert: newest first
+    revert_commits: tuple[str, ...] = ()             # revert: newest first
     subject: str = ""
-    trailers: list[tuple[str, str]] = field(default_factory=list)   # besides Action/App/Env/Image/Model/Chart
-    prechecks: list[Callable[[], None]] = field(default_factory=list)
-    changelog: str = ""                              # markdown "Source changes" section
+    trailers: tuple[tuple[str, str], ...] = ()       # besides Action/App/Env/Image/Model
+    prechecks: tuple[Callable[[], None], ...] = ()   # re-run right before every commit
+    release_check: Callable[[ReleasePin], None] | None = None   # the new pin's image and model still exist
+    override_reason: str | None = None               # --override-reason: gates and release_check bypassed
     render: bool = True                              # render the manifest diff for the description
+    reads: tuple[str, ...] = ()                      # repo paths besides the values file the inputs came from
     model_section: str = ""                          # markdown "Model" section (bot.modelgates)
-    # Outputs.
-    old_pin: ReleasePin | None = None
-    new_pin: ReleasePin | None = None
-    patches: dict[str, str] = field(default_factory=dict)
-    rendered: list[ResourceDiff] | None = None
-    description: str = ""
-    commit: str | None = None
-    landed: str = ""                                 # pushed | pull-request | nothing
-    pull_request: str | None = None                  # URL, when a forge opened or updated one
-    branch: str | None = None                        # the pull-request branch
-    attempts: int = 0
 
     @property
     def values_path(self) -> str:
@@ -71,26 +77,91 @@ class Promotion:
     def pr_branch(self) -> str:
         return f"envbot/{self.action}-{self.app.name}-{self.env.name}"
 
-    def reset_outputs(self) -> None:
-        self.old_pin = self.new_pin = self.rendered = self.commit = self.pull_request = self.branch = None
-        self.patches, self.description, self.landed = {}, "", ""
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """Repo paths whose change by another writer invalidates a prepared commit (forces a replay)."""
+        policy_path = f"{self.policy.prefix}/promotion.yaml" if self.policy.prefix else "promotion.yaml"
+        return (*self.paths, policy_path, *self.reads)
 
 
-Step = Callable[[Promotion], None]
+@dataclass
+class Outcome:
+    """What one attempt produced. A new one per attempt: nothing leaks from a failed attempt."""
+
+    attempt: int = 1
+    base: str = ""                                   # the tip the attempt started from
+    old_pin: ReleasePin | None = None
+    new_pin: ReleasePin | None = None
+    patches: dict[str, str] = field(default_factory=dict)
+    changelog: str = ""                              # markdown "Source changes" section
+    rendered: list[ResourceDiff] | None = None
+    description: str = ""
+    commit: str | None = None
+    landed: str = ""                                 # pushed | pull-request | branch | nothing
+    pull_request: str | None = None                  # URL, when a forge opened or updated one
+    branch: str | None = None                        # the pull-request branch
+    rebased: int = 0                                 # times the prepared commit moved onto a newer tip
+    replayed: int = 0                                # times the whole list ran again after an overlap
 
 
-def run_steps(promotion: Promotion, steps: Sequence[Step]) -> Promotion:
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        promotion.attempts = attempt
+Step = Callable[[Promotion, Outcome], None]
+Refresh = Callable[[Promotion], Promotion]
+
+
+def _backoff(attempt: int) -> None:
+    # Full jitter: writers that collided do not collide again in lockstep.
+    time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt - 1, 10))))
+
+
+def run_steps(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | None = None) -> tuple[Promotion,
+                                                                                                  Outcome]:
+    """Run STEPS until they land; returns the inputs of the landing attempt and its outcome."""
+    ws = promotion.workspace
+    deadline = time.monotonic() + RETRY_SECONDS
+    outcome = Outcome(attempt=1, base=ws.head())
+    try:
+        return _attempts(promotion, steps, refresh, outcome, deadline)
+    finally:
+        # The first push took this machine's turn at the target (bot/pushqueue.py): the next writer's now.
+        ws.release_turn()
+
+
+def _attempts(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | None, outcome: Outcome,
+              deadline: float) -> tuple[Promotion, Outcome]:
+    from bot.steps import land
+
+    ws = promotion.workspace
+    attempt, rebased, replayed = outcome.attempt, 0, 0
+    pending: Sequence[Step] = steps
+    while True:
         try:
-            for step in steps:
-                step(promotion)
-            return promotion
-        except PushRejected:
-            if attempt == MAX_ATTEMPTS:
+            for step in pending:
+                step(promotion, outcome)
+            outcome.rebased, outcome.replayed = rebased, replayed
+            return promotion, outcome
+        except PushRejected as exc:
+            if attempt >= MIN_ATTEMPTS and time.monotonic() > deadline:
                 raise
-            # Jitter so writers that collided do not collide again in lockstep.
-            time.sleep(random.uniform(0, 0.02 * attempt))
-            promotion.workspace.reset_to_remote()
-            promotion.reset_outputs()
-    return promotion
+            if not isinstance(exc, StaleBase):
+                # A push was sent and lost: to a writer on another machine (writers of this one take turns,
+                # bot/pushqueue.py), or the queue is off. Back off. A stale base seen on taking the turn
+                # sent nothing: fetch and go on.
+                attempt += 1
+                _backoff(attempt)
+            new_tip = exc.tip if isinstance(exc, StaleBase) else ws.fetch_tip()
+            ws.reset_to(new_tip)
+            # Inputs are re-read on every retry (the source pin, the revert list, the gates move with time).
+            refreshed = refresh(promotion) if refresh is not None else promotion
+            overlap = ws.changed_paths(outcome.base, new_tip, promotion.depends_on)
+            if outcome.commit is not None and not overlap and refreshed == promotion:
+                # Nothing it read or wrote changed: move the prepared commit onto the new tip and land it
+                # (no edit, render or registry call again). It applies exactly: its files are as it saw them.
+                rebased += 1
+                outcome.commit = ws.replant(outcome.commit, new_tip, promotion.identity)
+                outcome.base, outcome.attempt, outcome.landed = new_tip, attempt, ""
+                pending = [land.run]
+                continue
+            replayed += 1
+            promotion = refreshed
+            outcome = Outcome(attempt=attempt, base=new_tip)
+            pending = steps

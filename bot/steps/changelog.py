@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.changelog import changelog_markdown, label_source_problem
 from bot.output import EnvbotError
 from bot.registry import REVISION_LABEL, SOURCE_LABEL, RegistryClient, parse_image_ref
-from bot.steps import Promotion
+from bot.steps import Outcome, Promotion
 
 
 def _labels(registry: RegistryClient, reference: str) -> dict[str, str]:
@@ -15,12 +15,12 @@ def _labels(registry: RegistryClient, reference: str) -> dict[str, str]:
         return {}
 
 
-def run(promotion: Promotion, registry: RegistryClient, source_repo: str | None) -> None:
-    old, new = promotion.old_pin, promotion.new_pin
-    if not promotion.patches or new is None or not new.image.digest:
+def run(promotion: Promotion, outcome: Outcome, registry: RegistryClient, source_repo: str | None) -> None:
+    old, new = outcome.old_pin, outcome.new_pin
+    if not outcome.patches or new is None or not new.image.digest:
         return
     if old is not None and old.image.digest == new.image.digest:
-        promotion.changelog = "Same image; no source changes.\n"
+        outcome.changelog = "Same image; no source changes.\n"
         return
     new_labels = _labels(registry, new.image.ref)
     old_labels = _labels(registry, old.image.ref) if old is not None and old.image.digest else {}
@@ -31,5 +31,5 @@ def run(promotion: Promotion, registry: RegistryClient, source_repo: str | None)
         problem = f"the image's source label is not used: {problem}"
         label = None
     source = source_repo or label or promotion.app.source
-    promotion.changelog = changelog_markdown(source, old_labels.get(REVISION_LABEL), new_labels.get(REVISION_LABEL),
-                                             problem)
+    outcome.changelog = changelog_markdown(source, old_labels.get(REVISION_LABEL), new_labels.get(REVISION_LABEL),
+                                           problem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.output import short_digest
 from bot.render import DEFAULT_DIFF_BUDGET, format_diffs
-from bot.steps import Promotion
+from bot.steps import Outcome, Promotion
 from bot.values import ReleasePin
 
 # Room left for everything but the rendered diff under GitHub's 65,536-character body limit.
@@ -26,8 +26,8 @@ def change_rows(old: ReleasePin | None, new: ReleasePin | None) -> list[tuple[st
     return rows
 
 
-def summary_lines(promotion: Promotion) -> list[str]:
-    old, new = promotion.old_pin, promotion.new_pin
+def summary_lines(outcome: Outcome) -> list[str]:
+    old, new = outcome.old_pin, outcome.new_pin
     lines = []
     if new is not None:
         image_old = f"{old.image.tag} ({short_digest(old.image.digest)})" if old else "-"
@@ -43,10 +43,10 @@ def summary_lines(promotion: Promotion) -> list[str]:
     return lines
 
 
-def run(promotion: Promotion) -> None:
-    if not promotion.patches:
+def run(promotion: Promotion, outcome: Outcome) -> None:
+    if not outcome.patches:
         return
-    rows = change_rows(promotion.old_pin, promotion.new_pin)
+    rows = change_rows(outcome.old_pin, outcome.new_pin)
     parts = [f"## {promotion.subject}", "",
              f"Environment **{promotion.env.name}** (namespace `{promotion.env.namespace}`), "
              f"app **{promotion.app.name}**, file `{promotion.values_path}`.", ""]
@@ -56,13 +56,13 @@ def run(promotion: Promotion) -> None:
         parts.append("")
     if promotion.model_section:
         parts += [promotion.model_section]
-    if promotion.changelog:
-        parts += ["### Source changes", "", promotion.changelog]
+    if outcome.changelog:
+        parts += ["### Source changes", "", outcome.changelog]
     head = "\n".join(parts)
-    if promotion.rendered is not None:
+    if outcome.rendered is not None:
         budget = min(DEFAULT_DIFF_BUDGET, max(2_000, BODY_LIMIT - len(head) - 500))
-        head += "\n### Rendered manifests (helm template)\n\n" + format_diffs(promotion.rendered, budget, fenced=True)
+        head += "\n### Rendered manifests (helm template)\n\n" + format_diffs(outcome.rendered, budget, fenced=True)
     trailers = [f"{key}: {value}" for key, value in promotion.trailers]
     if trailers:
         head += "\n" + "\n".join(f"`{t}`  " for t in trailers) + "\n"
-    promotion.description = head
+    outcome.description = head

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from bot.git import Workspace
 from bot.output import EnvbotError, info
-from bot.steps import Promotion
+from bot.steps import Outcome, Promotion
 
 
-def _open_pull_request(promotion: Promotion, auto_merge: bool):  # -> PullRequest | None
+def _open_pull_request(promotion: Promotion, outcome: Outcome, auto_merge: bool):  # -> PullRequest | None
     from bot.forges import ForgeError, open_or_update_pull_request
 
     ws = promotion.workspace
     try:
         return open_or_update_pull_request(ws.forge_url, promotion.pr_branch, ws.branch, promotion.subject,
-                                           promotion.description, auto_merge=auto_merge)
+                                           outcome.description, auto_merge=auto_merge)
     except ForgeError as exc:
         raise EnvbotError(f"pull request for {promotion.pr_branch}: {exc}") from exc
 
@@ -33,29 +33,29 @@ def branch_remote(ws: Workspace) -> str:
     return "origin"
 
 
-def run(promotion: Promotion) -> None:
-    if promotion.dry_run or promotion.commit is None:
-        promotion.landed = "nothing"
+def run(promotion: Promotion, outcome: Outcome) -> None:
+    if promotion.dry_run or outcome.commit is None:
+        outcome.landed = "nothing"
         return
     ws = promotion.workspace
     landing = promotion.env.landing
     if landing == "push":
         ws.push(f"refs/heads/{ws.branch}")
-        promotion.landed = "pushed"
+        outcome.landed = "pushed"
         return
     # The branch name is deterministic: re-running the same promotion force-updates the same pull request.
     ws.push(f"refs/heads/{promotion.pr_branch}", force=True, remote=branch_remote(ws))
-    promotion.branch = promotion.pr_branch
-    pull_request = _open_pull_request(promotion, auto_merge=landing == "auto-merge")
+    outcome.branch = promotion.pr_branch
+    pull_request = _open_pull_request(promotion, outcome, auto_merge=landing == "auto-merge")
     if pull_request is not None:
-        promotion.pull_request = pull_request.url
-        promotion.landed = "pull-request"
+        outcome.pull_request = pull_request.url
+        outcome.landed = "pull-request"
         return
     if landing == "auto-merge":
         ws.push(f"refs/heads/{ws.branch}")
-        promotion.landed = "pushed"
+        outcome.landed = "pushed"
         return
     # No forge: the command prints the description for whoever reviews and merges the branch.
-    promotion.landed = "branch"
+    outcome.landed = "branch"
     info(f"{ws.forge_url} has no pull requests (not GitHub or Azure Repos): pushed branch "
          f"{promotion.pr_branch}; merge it into {ws.branch} after review")

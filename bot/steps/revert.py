@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import git
 
-from bot.output import EnvbotError
+from bot.errors import Conflict, EnvbotError
 from bot.pins import read_release, read_release_with
-from bot.steps import Promotion
+from bot.steps import Outcome, Promotion
 from bot.steps.patches import record_patches
 
 
-def run(promotion: Promotion) -> None:
+def run(promotion: Promotion, outcome: Outcome) -> None:
     ws = promotion.workspace
     g = ws.g
     display = promotion.values_path
-    promotion.old_pin = read_release(ws, "HEAD", promotion.policy, promotion.app, promotion.env.name)
+    outcome.old_pin = read_release(ws, "HEAD", promotion.policy, promotion.app, promotion.env.name)
     for sha in promotion.revert_commits:
         parents = g.rev_list("--parents", "-n", "1", sha).split()[1:]
         mainline = ["-m", "1"] if len(parents) > 1 else []
@@ -27,7 +27,7 @@ def run(promotion: Promotion) -> None:
             else:
                 g.reset("--hard", "--quiet")
             where = ", ".join(conflicted) or display
-            raise EnvbotError(f"reverting {sha[:12]} conflicts with later changes in {where}; nothing was "
+            raise Conflict(f"reverting {sha[:12]} conflicts with later changes in {where}; nothing was "
                               f"committed or pushed (resolve it by hand or pass --to)") from exc
     touched = set(g.diff("--cached", "--name-only", "HEAD").split())
     outside = sorted(touched - set(promotion.paths))
@@ -43,5 +43,5 @@ def run(promotion: Promotion) -> None:
     if work_tree(display) is None:
         g.reset("--hard", "--quiet", "HEAD")
         raise EnvbotError(f"the revert would delete {display}; refusing")
-    promotion.new_pin = read_release_with(work_tree, promotion.policy, promotion.app, promotion.env.name)
-    record_patches(promotion, [p for p in promotion.paths if p in touched])
+    outcome.new_pin = read_release_with(work_tree, promotion.policy, promotion.app, promotion.env.name)
+    record_patches(promotion, outcome, [p for p in promotion.paths if p in touched])

@@ -58,7 +58,8 @@ def test_an_unexpected_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys
     assert err == "ai-app check-model: unexpected error: KeyError: 'probabilities'\n" and out == ""
     code = app_main.main(["check-model", str(tmp_path / "m.onnx"), "--samples", str(tmp_path / "s.npz"), "--json"])
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"error": "unexpected error: KeyError: 'probabilities'", "type": "KeyError"}
+    assert json.loads(out) == {"error": "unexpected error: KeyError: 'probabilities'", "kind": "internal",
+                               "exit_code": 70, "type": "KeyError"}
 
 
 def run_with_stderr_on_a_tty(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:

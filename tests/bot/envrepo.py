@@ -34,7 +34,7 @@ environments:
     namespace: ai-app-prod
     landing: pull-request
     soak: 1h
-{prod_freeze}"""
+{prod_extra}"""
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -42,8 +42,9 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
                           env={**os.environ, **(env or {})}).stdout.strip()
 
 
-def policy_text(staging_landing: str = "pull-request", prod_freeze: str = "", chart_path: bool = True) -> str:
-    return (POLICY if chart_path else PINNED_POLICY).format(staging_landing=staging_landing, prod_freeze=prod_freeze)
+def policy_text(staging_landing: str = "pull-request", prod_extra: str = "", chart_path: bool = True) -> str:
+    """The test policy; PROD_EXTRA: more keys of prod (indented lines), e.g. freeze windows or autoMerge."""
+    return (POLICY if chart_path else PINNED_POLICY).format(staging_landing=staging_landing, prod_extra=prod_extra)
 
 
 @dataclass

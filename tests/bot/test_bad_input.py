@@ -95,8 +95,8 @@ def test_tag_moved_between_resolve_and_commit(env_repo, images, bot_env, monkeyp
     subprocess.run(["docker", "push", "-q", f"{name}:moving"], check=True, capture_output=True)
     real_edit = edit_pins.run
 
-    def edit_then_move_tag(promotion):
-        real_edit(promotion)
+    def edit_then_move_tag(promotion, outcome):
+        real_edit(promotion, outcome)
         subprocess.run(["docker", "tag", images["v2"].ref, f"{name}:moving"], check=True)
         subprocess.run(["docker", "push", "-q", f"{name}:moving"], check=True, capture_output=True)
 
@@ -104,7 +104,7 @@ def test_tag_moved_between_resolve_and_commit(env_repo, images, bot_env, monkeyp
     for key, value in bot_env.items():
         monkeypatch.setenv(key, value)
     head = env_repo.head()
-    assert main.main(["update", "dev", "--image", f"{name}:moving", "--repo", str(env_repo.remote)]) == 1
+    assert main.main(["update", "dev", "--image", f"{name}:moving", "--repo", str(env_repo.remote)]) == 3  # conflict
     err = capsys.readouterr().err
     assert f"tag {name}:moving moved from {images['v1'].digest} to {images['v2'].digest}" in err
     assert env_repo.head() == head

@@ -90,7 +90,7 @@ def test_soaked_release_promotes_without_override(env_repo, images, bot_env):
 
 def test_freeze_window_blocks_prod(tmp_path, initial_pins, bot_env):
     freeze = '    freeze:\n      - schedule: "* * * * *"\n        duration: 1h\n        timezone: Europe/Amsterdam\n'
-    repo = make_env_repo(tmp_path, policy=policy_text(prod_freeze=freeze), pins=initial_pins)
+    repo = make_env_repo(tmp_path, policy=policy_text(prod_extra=freeze), pins=initial_pins)
     proc = run_envbot("promote", "staging", "prod", "--repo", str(repo.remote), env=bot_env, check=False)
     assert "freeze: prod is frozen by window '* * * * *' (Europe/Amsterdam)" in proc.stderr
     assert repo.count() == 1

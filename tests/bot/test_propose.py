@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tests.bot.envrepo import EnvRepo, git, make_env_repo, run_envbot
+from tests.bot.envrepo import EnvRepo, git, make_env_repo, policy_text, run_envbot
 
 pytestmark = pytest.mark.docker
 STAGING = "environments/staging/values.yaml"
@@ -20,31 +20,14 @@ PROD = "environments/prod/values.yaml"
 STAGING_BRANCH = "envbot/promote-ai-app-staging"
 PROD_BRANCH = "envbot/promote-ai-app-prod"
 
-POLICY = """\
-apps:
-  ai-app:
-    values: "{{env}}/values.yaml"
-    chart:
-      path: ../charts/ai-app
-environments:
-  - name: dev
-    namespace: ai-app-dev
-    landing: push
-  - name: staging
-    namespace: ai-app-staging
-    landing: pull-request
-    soak: 30m
-  - name: prod
-    namespace: ai-app-prod
-    landing: pull-request
-    soak: 1h
-    autoMerge: {prod_auto_merge}
-    mergeStrategy: {prod_strategy}
-"""
+
+
+def prod_merge_policy(auto_merge: str, strategy: str) -> str:
+    return policy_text(prod_extra=f"    autoMerge: {auto_merge}\n    mergeStrategy: {strategy}\n")
 
 
 def make_repo(tmp_path, initial_pins, auto_merge: bool = False, strategy: str = "noFastForward") -> EnvRepo:
-    policy = POLICY.format(prod_auto_merge="true" if auto_merge else "false", prod_strategy=strategy)
+    policy = prod_merge_policy("true" if auto_merge else "false", strategy)
     return make_env_repo(tmp_path, policy=policy, pins=initial_pins)
 
 
@@ -183,7 +166,7 @@ def test_dry_run_changes_nothing(tmp_path, initial_pins, images, bot_env):
 
 
 def test_freeze_blocks_and_says_when_it_opens(tmp_path, initial_pins, images, bot_env):
-    policy = POLICY.format(prod_auto_merge="true", prod_strategy="squash") + (
+    policy = prod_merge_policy("true", "squash") + (
         '    freeze:\n      - schedule: "* * * * *"\n        duration: 1h\n')
     repo = make_env_repo(tmp_path, policy=policy, pins=initial_pins)
     result = propose(repo, bot_env)[("ai-app", "prod")]

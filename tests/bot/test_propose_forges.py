@@ -20,7 +20,7 @@ from tests.bot.test_promote_gates import (  # noqa: F401  (fixtures)
     github,
     serve_remote_as,
 )
-from tests.bot.test_propose import POLICY
+from tests.bot.test_propose import prod_merge_policy
 
 pytestmark = pytest.mark.docker
 STAGING_BRANCH = "envbot/promote-ai-app-staging"
@@ -28,7 +28,7 @@ PROD_BRANCH = "envbot/promote-ai-app-prod"
 
 
 def make_repo(tmp_path, initial_pins) -> EnvRepo:
-    return make_env_repo(tmp_path, policy=POLICY.format(prod_auto_merge="true", prod_strategy="squash"),
+    return make_env_repo(tmp_path, policy=prod_merge_policy("true", "squash"),
                          pins=initial_pins)
 
 

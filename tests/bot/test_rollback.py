@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from ruamel.yaml import YAML
 
+from bot.git import DEFAULT_EMAIL
 from tests.bot.envrepo import git, run_envbot
 
 pytestmark = pytest.mark.docker
@@ -68,7 +69,8 @@ def test_rollback_refuses_a_commit_touching_other_environments(env_repo, bot_env
         path = env_repo.work / "environments" / env / "values.yaml"
         path.write_text(path.read_text().replace("tag: ", "tag: ", 1) + "# touched\n")
     git(env_repo.work, "add", "-A")
-    git(env_repo.work, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-m",
+    # Made as envbot (its identity and trailers): only envbot's commits are releases (bot/releases.py).
+    git(env_repo.work, "-c", "user.name=envbot", "-c", f"user.email={DEFAULT_EMAIL}", "commit", "-q", "-m",
         "both\n\nEnvbot-Action: update\nEnvbot-App: ai-app\nEnvbot-Env: dev")
     git(env_repo.work, "push", "-q", "origin", "HEAD:main")
     head = env_repo.head()

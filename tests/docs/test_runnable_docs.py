@@ -31,6 +31,7 @@ DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))
 SHELLS = {"sh", "bash", "shell", "console"}
 TAGS = {"runnable", "e2e", "suite", "cloud", "placeholders"}
 FENCE = re.compile(r"^(`{3,})(.*)$")
+ACTIVATE = re.compile(r"^\. \.venv/bin/activate$", re.M)
 BLOCK_TIMEOUT = 600  # seconds; the slowest block (a PyTorch export on 2 shared cores) takes ~30 s
 # Made by scripts/bootstrap, not tracked: linked into the scratch workspace.
 INSTALLED = [".venv", "devenv/node_modules"]
@@ -83,6 +84,14 @@ def test_placeholder_blocks_have_placeholders_and_runnable_ones_do_not() -> None
             assert not re.search(r"<[a-z][a-z-]*>", block.text), f"{block}: a <placeholder> cannot run"
 
 
+def test_runnable_blocks_that_use_the_tools_activate_the_venv_or_their_page_says_to() -> None:
+    tools = re.compile(r"^(envbot|ai-app|python) ", re.M)
+    for block in ALL_BLOCKS:
+        if "runnable" in block.tags and tools.search(block.text) and not ACTIVATE.search(block.text):
+            assert ". .venv/bin/activate" in block.document.read_text(encoding="utf-8"), (
+                f"{block}: runs the tools but neither it nor its page activates the venv")
+
+
 def test_there_are_runnable_blocks_in_the_readme_and_the_guides() -> None:
     names = {d.name for d in RUNNABLE_DOCUMENTS}
     assert {"README.md", "onboard-a-model.md", "envbot.md"} <= names
@@ -114,13 +123,15 @@ def workspace_for(tmp_path: Path) -> Path:
     return work
 
 
-def block_env(home: Path) -> dict[str, str]:
+def block_env(home: Path, venv_on_path: bool = True) -> dict[str, str]:
+    """VENV_ON_PATH False: the tools are found only if the block activates the venv itself, as written."""
     # Nothing that would reach a real forge, registry, store or cluster; a git identity for commits.
     dropped = ("ENVBOT_", "GITHUB_", "AZURE_", "ARGOCD_", "SYSTEM_ACCESSTOKEN", "AWS_", "VIRTUAL_ENV")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     venv_bin = str(Path(sys.executable).parent)
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != Path(venv_bin).resolve()]
     return env | {
-        "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")]),
+        "PATH": os.pathsep.join([venv_bin, *path] if venv_on_path else path),
         "HOME": str(home),
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_AUTHOR_NAME": "Docs Reader", "GIT_AUTHOR_EMAIL": "reader@example.com",
@@ -144,7 +155,11 @@ def test_runnable_blocks_run(document: Path, tmp_path: Path) -> None:
             continue
         if "needs-torch" in block.tags and importlib.util.find_spec("torch") is None:
             continue  # said in the module docstring; the PyTorch test of check-model says it too
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=work, env=block_env(home),
+        # A block that activates the venv must work from a shell where nothing else put the tools on PATH
+        # (the README's everyday commands, as written); the others rely on the activation their page asks for.
+        activates = ACTIVATE.search(block.text) is not None
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=work,
+                              env=block_env(home, venv_on_path=not activates),
                               capture_output=True, text=True, timeout=BLOCK_TIMEOUT, check=False)
         assert done.returncode == 0, (f"{block} failed ({done.returncode}):\n"
                                       f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

@@ -5,7 +5,6 @@ attacker-chosen labels to the real local registry."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import ssl
@@ -19,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
+from devenv.oci import OciPusher
 from devenv.tls import make_server_certificate
 from tests.bot.envrepo import REPO_ROOT
 
@@ -179,25 +178,5 @@ def envbot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def push_labelled_image(registry_url: str, ca_file: Path, repository: str, tag: str,
                         labels: dict[str, str]) -> str:
-    """An image of no layers whose config carries LABELS, pushed through the OCI distribution API; its digest."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": labels},
-                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    session = requests.Session()
-    session.trust_env = False      # the registry's CA, whatever REQUESTS_CA_BUNDLE says
-    session.verify = str(ca_file)
-    start = session.post(f"{registry_url}/v2/{repository}/blobs/uploads/", timeout=30)
-    start.raise_for_status()
-    location = start.headers["Location"]
-    if location.startswith("/"):
-        location = registry_url + location
-    separator = "&" if "?" in location else "?"
-    session.put(f"{location}{separator}digest={config_digest}", data=config,
-                headers={"Content-Type": "application/octet-stream"}, timeout=30).raise_for_status()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                      "digest": config_digest, "size": len(config)},
-                           "layers": []}).encode()
-    session.put(f"{registry_url}/v2/{repository}/manifests/{tag}", data=manifest,
-                headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, timeout=30).raise_for_status()
-    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+    """An image whose config carries LABELS, pushed through the OCI distribution API; its digest."""
+    return OciPusher(registry_url, str(ca_file)).push(repository, tag, labels)
