@@ -1,6 +1,6 @@
 """Run KServe's own gRPC client (kserve.InferenceGRPCClient) against a server; print what it got as JSON.
 
-Runs in the separate venv tests/app/test_grpc.py makes for it (kserve pins protobuf<7, the project
+Runs in the separate venv devenv/kserve_client.py makes for it (kserve pins protobuf<7, the project
 runs protobuf 7), so it imports nothing from this project.
 
     python kserve_grpc_client.py HOST:PORT MODEL_NAME

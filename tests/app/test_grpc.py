@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from tritonclient.utils import InferenceServerException
 
 from app.metrics import FLUSH_SECONDS
 from app.training import TrainedModel
-from tests.app.test_serve import REPO, Server, build_slow_model, free_port, scrape, server_env, start_server
+from tests.app.test_serve import Server, build_slow_model, free_port, scrape, server_env, start_server
 from tests.app.test_v2_datatypes import TENSORS, VALUES, build_echo_model
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
@@ -167,25 +166,13 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer]:
     assert running.server.stop() == 0
 
 
-# KServe's client pins protobuf<7 and the project runs protobuf 7, so it gets a venv of its own, made
-# on first use (network access to PyPI, as the benchmark's MLServer venv), and runs as a subprocess.
-KSERVE_VERSION = "0.21.0"
-KSERVE_VENV = REPO / ".venv-kserve"
-
-
 @pytest.fixture(scope="module")
 def kserve_python() -> Path:
-    python = KSERVE_VENV / "bin" / "python"
-    marker = KSERVE_VENV / f"kserve-{KSERVE_VERSION}.installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(KSERVE_VENV)], check=True, timeout=300)
-        installed = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", f"kserve=={KSERVE_VERSION}"],
-            capture_output=True, text=True, timeout=1200,
-        )
-        assert installed.returncode == 0, f"pip install kserve=={KSERVE_VERSION} failed:\n{installed.stderr}"
-        marker.touch()
-    return python
+    # KServe's client pins protobuf<7 and the project runs protobuf 7: it has a venv of its own, made by
+    # scripts/bootstrap (devenv/kserve_client.py), and runs as a subprocess.
+    from devenv.kserve_client import kserve_python as installed
+
+    return installed()
 
 
 def test_kserve_grpc_client_works_unchanged(iris: GrpcServer, kserve_python: Path, trained_models: dict[str,
