@@ -156,9 +156,12 @@ class Metrics:
             self.inference_failures.inc(failures)
 
     def render(self) -> bytes:
-        self.flush()
-        if self._multiprocess_dir:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=self._multiprocess_dir)
-            return generate_latest(registry)
-        return generate_latest(self._registry)
+        # The flush lock is held while the files are read too: a flush on another thread (the timer)
+        # may add keys to this process's file, which grows and is remapped under the reader.
+        with self._flush_lock:
+            self._flush()
+            if self._multiprocess_dir:
+                registry = CollectorRegistry()
+                multiprocess.MultiProcessCollector(registry, path=self._multiprocess_dir)
+                return generate_latest(registry)
+            return generate_latest(self._registry)
