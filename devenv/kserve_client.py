@@ -7,13 +7,10 @@ Installed by scripts/bootstrap (pip from PyPI), reused afterwards; like devenv/c
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import venv
 from pathlib import Path
 
-from devenv import STATE_DIR
-from devenv.process import ServiceError
+from devenv import STATE_DIR, toolvenv
 
 KSERVE_VERSION = "0.21.0"
 VENV_DIR = STATE_DIR / "kserve-venv"
@@ -21,20 +18,7 @@ VENV_DIR = STATE_DIR / "kserve-venv"
 
 def kserve_python() -> Path:
     """The interpreter of a venv with kserve KSERVE_VERSION, installing it on first use."""
-    python = VENV_DIR / "bin" / "python"
-    stamp = VENV_DIR / f".installed-{KSERVE_VERSION}"
-    if python.exists() and stamp.exists():
-        return python
-    venv.create(VENV_DIR, with_pip=True, clear=True)
-    log = STATE_DIR / "logs" / "kserve-install.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        result = subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"kserve=={KSERVE_VERSION}"],
-                                stdout=out, stderr=subprocess.STDOUT, check=False, timeout=1800)
-    if result.returncode != 0:
-        raise ServiceError(f"installing kserve {KSERVE_VERSION} failed; see {log}")
-    stamp.touch()
-    return python
+    return toolvenv.ensure(VENV_DIR, "kserve", KSERVE_VERSION, VENV_DIR / "bin" / "python")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,18 +19,11 @@ import pytest
 from app.modelcard import CARD_FILE
 from app.modelstore import parse_uri
 from bot.values import ImagePin, ModelPin, ReleasePin, edit_pin_text
-from tests.bot.conftest import PushedImage
+from tests.bot.conftest import PublishedModel, PushedImage
 from tests.bot.envrepo import EnvRepo, make_env_repo, policy_text, run_envbot
 
 pytestmark = pytest.mark.docker
 CONTAINER = "gates-models"
-
-
-@dataclass(frozen=True)
-class Published:
-    uri: str
-    sha256: str
-    version: str
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def gate_store(azurite, tmp_path_factory: pytest.TempPathFactory) -> dict[str, o
             uri = f"{azurite.blob_endpoint}/{CONTAINER}/iris-logreg/{version}/model.onnx"
             info = publish_model(out / "iris-logreg" / version / "model.onnx", uri,
                                  metrics_file=metrics if version == "1" else None, source=f"commit-{version}")
-            published[version] = Published(uri, info.sha256, version)
+            published[version] = PublishedModel(uri, info.sha256, version)
     finally:
         if previous is None:
             os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
@@ -88,7 +81,7 @@ def gated_policy(data_uri: str, data_sha: str) -> str:
                         "      label: label\n      metric: accuracy\n", 1)
 
 
-def pin(image: PushedImage, model: Published) -> ReleasePin:
+def pin(image: PushedImage, model: PublishedModel) -> ReleasePin:
     return ReleasePin(ImagePin(image.name, image.tag, image.digest),
                       ModelPin("blob", "iris-logreg", model.version, model.uri, model.sha256))
 
@@ -103,7 +96,7 @@ def gated_repo(tmp_path: Path, images: dict[str, PushedImage], gate_store: dict,
     return make_env_repo(tmp_path, policy=gated_policy(gate_store["data_uri"], gate_store["data_sha"]), pins=pins)
 
 
-def set_dev_model(repo: EnvRepo, images: dict[str, PushedImage], model: Published) -> None:
+def set_dev_model(repo: EnvRepo, images: dict[str, PushedImage], model: PublishedModel) -> None:
     path = repo.work / "environments" / "dev" / "values.yaml"
     path.write_text(edit_pin_text(path.read_text(), pin(images["v2"], model), "dev/values.yaml"))
     repo.commit_as_human(f"dev: model {model.version}", date="2024-02-01T12:00:00+00:00")
@@ -170,7 +163,7 @@ def test_verify_fails_on_a_tampered_card(
     key = parse_uri(uri).beside(CARD_FILE).key
     BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
         CONTAINER, key).upload_blob(json.dumps(forged).encode(), overwrite=True)
-    model = Published(uri, info.sha256, "1")
+    model = PublishedModel(uri, info.sha256, "1")
     repo = make_env_repo(tmp_path, pins={"dev": pin(images["v2"], model)})
     proc = run_envbot("verify", "dev", "--repo", str(repo.remote), env=bot_env, check=False)
     assert "changed after publishing" in proc.stdout
@@ -187,7 +180,7 @@ def test_promotion_yaml_model_gate_errors_name_file_and_line(tmp_path: Path, bot
 def test_a_replaced_model_out_of_reach_is_noted_not_blocking(
         tmp_path: Path, bot_env: dict[str, str], images: dict[str, PushedImage], gate_store: dict) -> None:
     # The environments template pins sample models in an Azure account this identity cannot reach.
-    unreachable = Published("https://aiappmodels.blob.core.windows.net/models/iris-logreg/2/model.onnx",
+    unreachable = PublishedModel("https://aiappmodels.blob.core.windows.net/models/iris-logreg/2/model.onnx",
                             "02378fc99d318e920733a6cb5551a252410bf1bc403c321f64e6f5a44f9f62b1", "2")
     models = gate_store["models"]
     pins = {"dev": pin(images["v2"], models["2"]), "staging": pin(images["v1"], unreachable)}
