@@ -288,14 +288,13 @@ class Workspace:
         return [line for line in out.splitlines() if line]
 
     def replant(self, commit: str, onto: str, identity: Identity) -> str:
-        """COMMIT (one commit on its parent) re-made on top of ONTO, same message and author; HEAD moves there.
+        """COMMIT (one commit on its parent) re-made on top of ONTO, which HEAD is at (the retry reset
+        to it), same message and author; HEAD moves there.
 
         Only called when ONTO did not change the files COMMIT touches, so it applies exactly.
         """
         runner = self.g
         runner.update_environment(GIT_COMMITTER_NAME=identity.name, GIT_COMMITTER_EMAIL=identity.email)
-        if self.head() != onto:
-            self.reset_to(onto)
         try:
             runner.cherry_pick("--allow-empty", "--keep-redundant-commits", commit)
         except git.GitCommandError as exc:

@@ -142,13 +142,15 @@ def _attempts(promotion: Promotion, steps: Sequence[Step], refresh: Refresh | No
         except PushRejected as exc:
             if attempt >= MIN_ATTEMPTS and time.monotonic() > deadline:
                 raise
-            if not isinstance(exc, StaleBase):
+            if isinstance(exc, StaleBase):
+                # Seen on taking the turn, nothing sent: go on from the tip fetched then.
+                new_tip = exc.tip
+            else:
                 # A push was sent and lost: to a writer on another machine (writers of this one take turns,
-                # bot/pushqueue.py), or the queue is off. Back off. A stale base seen on taking the turn
-                # sent nothing: fetch and go on.
+                # bot/pushqueue.py), or the queue is off. Back off, then fetch the new tip.
                 attempt += 1
                 _backoff(attempt)
-            new_tip = exc.tip if isinstance(exc, StaleBase) else ws.fetch_tip()
+                new_tip = ws.fetch_tip()
             ws.reset_to(new_tip)
             # Inputs are re-read on every retry (the source pin, the revert list, the gates move with time).
             refreshed = refresh(promotion) if refresh is not None else promotion
