@@ -350,3 +350,21 @@ def test_cache_saves_after_a_successful_job_and_restore_keys_match_by_prefix(sep
     """)
     run = separate.run(name)
     assert run.job("__default", "Reuse").result == "Succeeded", run.job("__default", "Reuse").text
+
+
+def test_a_jobs_virtualenvs_are_discarded_when_it_ends_and_the_rest_is_kept(separate: Project) -> None:
+    """A hosted agent's VM goes away with the job; the harness keeps what tests read, not the virtualenvs."""
+    name = pipeline(separate, "venv.yml", """\
+        steps:
+          - bash: |
+              set -euo pipefail
+              python3 -m venv --without-pip .venv
+              python3 -m venv --without-pip tools/nested-env
+              echo built > built.txt
+    """)
+    result = separate.run(name).job("__default", "__default")
+    assert result.result == "Succeeded", result.text
+    sources = result.workspace / "s"
+    assert (sources / "built.txt").read_text() == "built\n"
+    assert not (sources / ".venv").exists() and not (sources / "tools" / "nested-env").exists()
+    assert (sources / "tools").is_dir() and (sources / "azure-pipelines.yml").is_file()
