@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from app.config import Settings
+from app.logs import AccessLog
 from app.metrics import Metrics
 from app.model import OnnxModel
 from app.request_ids import RequestIds
@@ -19,7 +20,6 @@ from app.v2 import InferRoute, error_response
 from app.v2 import create_blueprint as create_v2_blueprint
 
 logger = logging.getLogger("app.server")
-access_logger = logging.getLogger("app.access")
 
 _KNOWN_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 # Probes and scrapes arrive every few seconds; logging them at INFO would drown the requests.
@@ -108,6 +108,7 @@ class RequestObserver:
         self.wsgi_app = wsgi_app
         self.metrics = metrics
         self.access_log = access_log
+        self.access_lines = AccessLog()
         self.request_ids = RequestIds()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -133,8 +134,7 @@ class RequestObserver:
         self.metrics.observe_request(method, route, status, seconds, "rest")
         # Failed requests are always logged; ACCESS_LOG=false only drops the lines of successful ones.
         if status >= 400 or (self.access_log and route not in _QUIET_ROUTES):
-            access_logger.info(
-                "request",
+            self.access_lines.request(
                 {
                     "request_id": request_id,
                     "method": method,

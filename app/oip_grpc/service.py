@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from app.config import Settings
+from app.logs import AccessLog
 from app.oip_grpc import codec
 from app.oip_grpc.protocol import open_inference_grpc_pb2 as pb
 from app.oip_grpc.protocol import open_inference_grpc_pb2_grpc as pb_grpc
@@ -29,7 +30,6 @@ from app.v2.codec import V2Error
 from app.v2.inference import find_model, run_model
 
 logger = logging.getLogger("app.grpc")
-access_logger = logging.getLogger("app.access")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 # V2Error statuses (HTTP codes) as gRPC codes: what the caller can fix is never INTERNAL.
@@ -116,7 +116,7 @@ def _observed(method: Callable[..., Response]) -> Callable[..., Awaitable[Respon
                 fields["error"] = message
             fields["duration_ms"] = round(seconds * 1000, 3)
             fields["peer"] = context.peer()
-            access_logger.info("request", fields)
+            self.access_lines.request(fields)
         if code is not grpc.StatusCode.OK:
             await context.abort(code, message, trailer)
         context.set_trailing_metadata(trailer)
@@ -132,6 +132,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.state = state
         self.app_version = settings.APP_VERSION
         self.access_log = settings.ACCESS_LOG
+        self.access_lines = AccessLog()
         self.request_ids = RequestIds()
 
     @_observed
