@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import sys
 import threading
 from typing import Any
@@ -37,21 +36,17 @@ def build_front(app: Flask, settings: Settings) -> HttpFront:
     state = app.extensions["ai_app"]
 
     def on_worker_start() -> None:
+        state.metrics.worker_started()
         model = state.model
         # Pool threads do not survive fork(): a session that owns them is rebuilt in the worker.
         if model is not None and model.needs_reopen_after_fork:
             model.reopen_after_fork()
 
     def on_worker_stop() -> None:
-        from prometheus_client import multiprocess
-
-        from app.metrics import multiprocess_dir
-
+        # Its in-progress slot is freed; its counts are written (app/metrics.py).
+        state.metrics.worker_stopping()
         state.metrics.flush()
         flush_batched_logs()
-        # Live gauges (in-progress inferences) of a stopped worker must not count any more.
-        if multiprocess_dir():
-            multiprocess.mark_process_dead(os.getpid())
 
     def on_tick() -> None:
         # Batched request counts and access log lines leave the worker (app/metrics.py, app/logs.py).

@@ -87,8 +87,8 @@ class BatchedStreamHandler(logging.StreamHandler):
     def __init__(self, stream: Any = None, max_bytes: int = 64 * 1024) -> None:
         super().__init__(stream)
         self.max_bytes = max_bytes
-        # Formatted lines and deferred ones (created, logger, pid, message, fields), in arrival order.
-        self._lines: list[str | tuple[float, str, int, str, dict[str, Any]]] = []
+        # Formatted lines and deferred ones (created, logger, message, fields), in arrival order.
+        self._lines: list[str | tuple[float, str, str, dict[str, Any]]] = []
         self._size = 0
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -106,7 +106,7 @@ class BatchedStreamHandler(logging.StreamHandler):
     def defer(self, created: float, logger: str, message: str, fields: dict[str, Any]) -> None:
         """An INFO line of `logger`, formatted (by the JsonFormatter) when the batch is written."""
         with self.lock:  # type: ignore[union-attr]
-            self._lines.append((created, logger, os.getpid(), message, fields))
+            self._lines.append((created, logger, message, fields))
             self._size += _DEFERRED_LINE_BYTES
             if self._size >= self.max_bytes:
                 self._write()
@@ -116,9 +116,11 @@ class BatchedStreamHandler(logging.StreamHandler):
             return
         lines, self._lines, self._size = self._lines, [], 0
         format_fields = self.formatter.format_fields  # type: ignore[union-attr]
+        # Deferred lines were made in this process (a batch is per process); getpid() is a system call.
+        pid = os.getpid()
         try:
             text = "\n".join(
-                line if isinstance(line, str) else format_fields(line[0], "INFO", line[1], line[2], line[3], line[4])
+                line if isinstance(line, str) else format_fields(line[0], "INFO", line[1], pid, line[2], line[3])
                 for line in lines
             ) + "\n"
         except Exception:

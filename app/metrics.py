@@ -8,25 +8,32 @@ Requests are counted in plain Python first and written to prometheus_client's va
 getpid() check, seven per infer request, which cost as much CPU as the inference itself. Each worker
 flushes every FLUSH_SECONDS (the HTTP front's and the gRPC server's timers) and when it stops, and
 a scrape flushes the answering worker first, so /metrics lags the other workers' latest requests by
-at most FLUSH_SECONDS. The in-progress gauge alone is still written at once.
+at most FLUSH_SECONDS. The in-progress gauge must be current (a scrape during a long inference has to
+see it), so each worker keeps its count in a slot of memory shared by the forked workers
+(InProgressSlots): one store per change instead of a locked file write.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
+import multiprocessing
 import os
 import threading
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
     values,
 )
+from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger("app.metrics")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # How often a worker writes its batched counts to the shared values (at most this stale on /metrics).
@@ -58,6 +65,80 @@ class _PendingHistogram:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class InProgressSlots:
+    """Inferences running now, one slot per worker process in memory shared across fork().
+
+    Made before the workers fork; each worker `claim`s a slot when it starts (a slot whose owner
+    is gone is reused, so a replaced worker's count stops counting) and changes only its own, so
+    no lock between processes is needed. `total` sums the slots of live owners. A process that
+    has no slot (the model served in-process, in tests) counts in `local`.
+    """
+
+    def __init__(self, slots: int = 256) -> None:
+        self._owners = multiprocessing.RawArray("q", slots)
+        self._counts = multiprocessing.RawArray("q", slots)
+        self._claiming = multiprocessing.Lock()
+        self._slot: int | None = None
+        self._slot_owner = 0
+        self.local = 0
+
+    def claim(self) -> None:
+        pid = os.getpid()
+        with self._claiming:
+            for index, owner in enumerate(self._owners):
+                if owner in (0, pid) or not _alive(owner):
+                    self._owners[index], self._counts[index] = pid, 0
+                    self._slot, self._slot_owner = index, pid
+                    return
+        logger.warning("no in-progress slot left: this worker's running inferences are not on /metrics",
+                       extra={"slots": len(self._owners)})
+
+    def release(self) -> None:
+        if self._slot is not None and self._slot_owner == os.getpid():
+            self._counts[self._slot] = 0
+            self._owners[self._slot] = 0
+        self._slot = None
+
+    def add(self, change: int) -> None:
+        # Called under Metrics._lock (pool threads of one worker share its slot).
+        if self._slot is None:
+            self.local += change
+        else:
+            self._counts[self._slot] += change
+
+    def total(self) -> int:
+        claimed = sum(count for owner, count in zip(self._owners, self._counts, strict=True)
+                      if owner and count and _alive(owner))
+        return claimed + self.local
+
+
+class _InProgressCollector:
+    """The in-progress gauge, read from the shared slots at scrape time."""
+
+    def __init__(self, slots: InProgressSlots, labels: tuple[str, str]) -> None:
+        self.slots = slots
+        self.labels = labels
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "ai_app_model_inferences_in_progress",
+            "Infer requests currently inside onnxruntime, summed over live workers.",
+            labels=["model", "version"],
+        )
+        gauge.add_metric(list(self.labels), self.slots.total())
+        yield gauge
 
 
 class Metrics:
@@ -93,13 +174,10 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self._registry,
         ).labels(*self._model_labels)
-        self.inferences_in_progress = Gauge(
-            "ai_app_model_inferences_in_progress",
-            "Infer requests currently inside onnxruntime, summed over live workers.",
-            ["model", "version"],
-            multiprocess_mode="livesum",
-            registry=self._registry,
-        ).labels(*self._model_labels)
+        self.inferences_in_progress = InProgressSlots()
+        self._in_progress_collector = _InProgressCollector(self.inferences_in_progress, self._model_labels)
+        if self._registry is not None:
+            self._registry.register(self._in_progress_collector)
         self.inference_failures = Counter(
             "ai_app_model_inference_failures_total",
             "Infer requests onnxruntime rejected or failed.",
@@ -125,14 +203,22 @@ class Metrics:
                 pending = self._pending_requests[key] = _PendingHistogram()
             pending.observe(seconds)
 
+    def worker_started(self) -> None:
+        """In each forked worker before it serves: its slot for the in-progress gauge."""
+        self.inferences_in_progress.claim()
+
+    def worker_stopping(self) -> None:
+        self.inferences_in_progress.release()
+
     def inference_started(self) -> None:
-        # Written at once, unlike the counts: a scrape during a long inference must see it running
+        # Current at once, unlike the counts: a scrape during a long inference must see it running
         # (in a worker with one app thread, no flush runs until the inference is over).
-        self.inferences_in_progress.inc()
+        with self._lock:
+            self.inferences_in_progress.add(1)
 
     def inference_finished(self, seconds: float, failed: bool) -> None:
-        self.inferences_in_progress.dec()
         with self._lock:
+            self.inferences_in_progress.add(-1)
             self._pending_inference.observe(seconds)
             if failed:
                 self._pending_failures += 1
@@ -163,5 +249,6 @@ class Metrics:
             if self._multiprocess_dir:
                 registry = CollectorRegistry()
                 multiprocess.MultiProcessCollector(registry, path=self._multiprocess_dir)
+                registry.register(self._in_progress_collector)
                 return generate_latest(registry)
             return generate_latest(self._registry)

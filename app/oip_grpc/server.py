@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from app.config import Settings
@@ -106,14 +106,15 @@ def run_worker(state: ServiceState, settings: Settings) -> None:
     model = state.model
     if model is not None and model.needs_reopen_after_fork:
         model.reopen_after_fork()
+    state.metrics.worker_started()
     try:
-        asyncio.run(serve(state, settings))
+        # uvloop, as in the HTTP workers: every call is several loop iterations (grpc.aio's poller
+        # thread wakes the loop through a socket it watches, then the handler's task steps), and
+        # uvloop's loop in C runs them for less CPU than asyncio's selector loop: 6-12% more calls/s
+        # here (docs/serving.md).
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(state, settings))
     finally:
-        from prometheus_client import multiprocess
-
-        from app.metrics import multiprocess_dir
-
+        state.metrics.worker_stopping()
         state.metrics.flush()
         flush_batched_logs()
-        if multiprocess_dir():
-            multiprocess.mark_process_dead(os.getpid())

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import time
+from typing import Any
+
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -110,9 +116,69 @@ def test_batched_observations_expose_what_direct_ones_do() -> None:
     assert ("ai_app_model_inferences_in_progress", labels(model="iris", version="1"), 0.0) in exposition(batched)
 
 
+def _in_progress(metrics: Metrics) -> float:
+    family, = (f for f in text_string_to_metric_families(metrics.render().decode())
+               if f.name == "ai_app_model_inferences_in_progress")
+    sample, = family.samples
+    assert sample.labels == {"model": "iris", "version": "1"}
+    return sample.value
+
+
 def test_in_progress_inferences_are_visible_without_a_flush() -> None:
     metrics = Metrics("iris", "1")
     metrics.inference_started()
     metrics.inference_started()
     metrics.inference_finished(0.001, failed=False)
-    assert metrics.inferences_in_progress._value.get() == 1
+    assert _in_progress(metrics) == 1
+
+
+def test_in_progress_slots_count_live_forked_workers_only_and_are_reused() -> None:
+    """Workers forked after the Metrics are made each count in their slot; the scrape (here the parent)
+    sums the live ones; a killed worker's running inference stops counting and its slot is reused."""
+    metrics = Metrics("iris", "1")
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+
+    def worker(inferences: int, started: Any) -> None:
+        metrics.worker_started()
+        for _ in range(inferences):
+            metrics.inference_started()
+        started.set()
+        release.wait(30)
+        for _ in range(inferences):
+            metrics.inference_finished(0.001, failed=False)
+        metrics.worker_stopping()
+
+    def killed_worker(started: Any) -> None:
+        # Not waiting on `release`: a process killed inside a multiprocessing wait breaks the Event.
+        metrics.worker_started()
+        metrics.inference_started()
+        started.set()
+        time.sleep(60)
+
+    second_started = context.Event()
+    first = context.Process(target=worker, args=(2, ready))
+    second = context.Process(target=killed_worker, args=(second_started,))
+    first.start()
+    second.start()
+    try:
+        assert ready.wait(30) and second_started.wait(30)
+        assert _in_progress(metrics) == 3
+        os.kill(second.pid, signal.SIGKILL)  # OOM-killed in the middle of an inference
+        second.join(30)
+        assert _in_progress(metrics) == 2
+        replacement_started = context.Event()
+        replacement = context.Process(target=worker, args=(1, replacement_started))
+        replacement.start()
+        assert replacement_started.wait(30)
+        assert _in_progress(metrics) == 3
+        release.set()
+        for process in (first, replacement):
+            process.join(30)
+            assert process.exitcode == 0
+        assert _in_progress(metrics) == 0
+    finally:
+        release.set()
+        for process in (first, second):
+            if process.is_alive():
+                process.kill()
