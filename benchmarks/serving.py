@@ -123,6 +123,21 @@ def running(command: list[str], env: dict[str, str], ready_url: str, log: Path, 
             process.wait()
 
 
+def recorded_command(argv: list[str]) -> str:
+    """The command line as the docs show it: without --mlserver-venv's value, a path of the machine that
+    ran it (where MLServer is installed does not change the figures)."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--mlserver-venv":
+            skip = True
+        elif not arg.startswith("--mlserver-venv="):
+            shown.append(arg)
+    return " ".join(["python benchmarks/serving.py", *shown])
+
+
 def infer_body(outputs: list[str]) -> str:
     return json.dumps(
         {
@@ -508,7 +523,7 @@ def grpc_report(
     rounds_lines: list[str],
     args: argparse.Namespace,
 ) -> str:
-    command = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
+    command = recorded_command(sys.argv[1:])
     lines = [
         GRPC_SECTION,
         "",
@@ -764,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         shutdown = bench_graceful_shutdown(models[args.models[0]], args, work_dir)
         print(f"graceful shutdown: {shutdown}", file=sys.stderr)
         grpc_text = bench_grpc(models, args, work_dir, mlserver) if args.grpc else None
-    command = "python benchmarks/serving.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = recorded_command(sys.argv[1:] if argv is None else argv)
     text = report(rows, all_runs, mlserver_tried, empty, shutdown, args, command.strip())
     print(text)
     if grpc_text:
