@@ -19,7 +19,9 @@ OUTSIDE_REFERENCES = [
     re.compile(r"\.\./" + SIBLING + r"\b"),  # ../<sibling> in a path
     re.compile(r"parents?\b[^\n]{0,40}/\s*[\"']" + SIBLING + r"[\"']"),  # Path(...).parent / "<sibling>"
     re.compile(SIBLING + r"/schemas"),
-    re.compile("/wo" + "rk/"),  # a path of a development machine
+    re.compile("/wo" + "rk/"),  # paths of a development or benchmark machine
+    re.compile("(?<![\\w.])/ro" + "ot/"),
+    re.compile("(?<![\\w.])/ho" + "me/[a-z]"),
 ]
 
 
