@@ -115,12 +115,14 @@ class BatchedStreamHandler(logging.StreamHandler):
         if not self._lines:
             return
         lines, self._lines, self._size = self._lines, [], 0
-        format_fields = self.formatter.format_fields  # type: ignore[union-attr]
         # Deferred lines were made in this process (a batch is per process); getpid() is a system call.
         pid = os.getpid()
         try:
+            # format_fields is the JsonFormatter's: only AccessLog defers lines, and only to a handler
+            # with that formatter; a handler with any other formatter holds formatted lines alone.
             text = "\n".join(
-                line if isinstance(line, str) else format_fields(line[0], "INFO", line[1], pid, line[2], line[3])
+                line if isinstance(line, str)
+                else self.formatter.format_fields(line[0], "INFO", line[1], pid, line[2], line[3])  # type: ignore[union-attr]
                 for line in lines
             ) + "\n"
         except Exception:

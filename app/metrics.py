@@ -91,7 +91,6 @@ class InProgressSlots:
         self._counts = multiprocessing.RawArray("q", slots)
         self._claiming = multiprocessing.Lock()
         self._slot: int | None = None
-        self._slot_owner = 0
         self.local = 0
 
     def claim(self) -> None:
@@ -100,13 +99,14 @@ class InProgressSlots:
             for index, owner in enumerate(self._owners):
                 if owner in (0, pid) or not _alive(owner):
                     self._owners[index], self._counts[index] = pid, 0
-                    self._slot, self._slot_owner = index, pid
+                    self._slot = index
                     return
         logger.warning("no in-progress slot left: this worker's running inferences are not on /metrics",
                        extra={"slots": len(self._owners)})
 
     def release(self) -> None:
-        if self._slot is not None and self._slot_owner == os.getpid():
+        # Only by its owner (a child forked from a worker does not free its parent's slot).
+        if self._slot is not None and self._owners[self._slot] == os.getpid():
             self._counts[self._slot] = 0
             self._owners[self._slot] = 0
         self._slot = None

@@ -125,3 +125,15 @@ def test_deferred_access_lines_are_written_in_batches_too() -> None:
     assert 0 < len(written) < 10 and written == [f"n{n}" for n in range(len(written))]
     handler.flush()
     assert len(stream.getvalue().splitlines()) == 10
+
+
+def test_a_batched_handler_with_another_formatter_still_writes() -> None:
+    """Only AccessLog's deferred lines need the JsonFormatter; plain records work with any formatter."""
+    stream = io.StringIO()
+    handler = BatchedStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = _access_logger("test.access.plain", handler)
+    logger.info("hello")
+    AccessLog(logger).request({"request_id": "x"})  # not deferred: the formatter is not the JsonFormatter
+    handler.flush()
+    assert stream.getvalue().splitlines() == ["INFO hello", "INFO request"]
