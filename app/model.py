@@ -108,6 +108,9 @@ class OnnxModel:
         self.inputs = {n.name: _tensor_spec(n, path) for n in self.session.get_inputs()}
         self.outputs = {n.name: _tensor_spec(n, path) for n in self.session.get_outputs()}
         self.output_names = list(self.outputs)
+        # One RunOptions for every run: with None, onnxruntime builds a default one per call, a
+        # cost that shows under load (docs/serving.md). Run() only reads it, so threads may share it.
+        self._run_options = ort.RunOptions()
         self.card: ModelCard | None = None   # set by attach_card when a verified card lies beside the model
 
     @classmethod
@@ -162,7 +165,7 @@ class OnnxModel:
             self.session = self._new_session(self._model_bytes)
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> list[np.ndarray]:
-        return self.session.run(output_names, feeds)
+        return self.session.run(output_names, feeds, self._run_options)
 
     def attach_card(self) -> None:
         """Read the model card fetch-model wrote beside the model, if any, and check it describes this model.

@@ -25,6 +25,7 @@ def serve(port: int) -> None:
     import asyncio
 
     import grpc
+    import uvloop
 
     from app.oip_grpc.server import server_options
     from app.oip_grpc.service import SERVICE_NAME
@@ -43,7 +44,8 @@ def serve(port: int) -> None:
         await server.wait_for_termination()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the service's loop (run_worker)
+        runner.run(main())
 
 
 def main() -> int:

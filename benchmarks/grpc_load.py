@@ -8,14 +8,22 @@ over. It judges a call by its HTTP status only, and gRPC reports failures with s
 a known response size; under load the response bytes h2load received are compared with that size
 (a failed call carries no message), and the servers' own counts are read where they have them.
 Latency percentiles come from h2load's per-request log (--log-file).
+
+With several gRPC worker processes on one port (SO_REUSEPORT) the kernel picks each connection's
+process by a hash of its addresses, and h2load's connections stay where they land: a 10/6 split of 16
+makes the busier process's queue, and the p99, longer than an 8/8 one. `connection_split` records the
+split of each run so the figures can be read with it (docs/serving.md).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import struct
 import subprocess
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +39,7 @@ class GrpcLoad:
     p99_ms: float
     requests: int
     errors: int
+    split: str = ""  # connections per server process in the middle of the run, largest first ("9/7")
 
 
 def infer_request_bytes(model_name: str, rows: int, outputs: list[str], row: list[float]) -> bytes:
@@ -55,9 +64,48 @@ def call_once(target: str, request: bytes) -> int:
     return len(response)
 
 
+def connection_split(port: int) -> str:
+    """How the established TCP connections accepted on `port` are spread over processes: "9/7".
+
+    Read from /proc (the kernel's TCP tables, and each process's socket descriptors), for the
+    processes this user can see; "" when no process holds one.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl local_address rem_address st ... inode (the 10th)
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                inodes.add(f"socket:[{fields[9]}]")
+    per_process: Counter[str] = Counter()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            descriptors = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                if os.readlink(fd_dir / descriptor) in inodes:
+                    per_process[fd_dir.parent.name] += 1
+            except OSError:
+                continue
+    return "/".join(str(count) for count in sorted(per_process.values(), reverse=True))
+
+
 def run_h2load(
-    target: str, request: bytes, response_bytes: int, seconds: int, warmup: int, connections: int, work_dir: Path
+    target: str,
+    request: bytes,
+    response_bytes: int,
+    seconds: int,
+    warmup: int,
+    connections: int,
+    work_dir: Path,
+    split_port: int | None = None,
 ) -> GrpcLoad:
+    """One h2load run; with `split_port`, the connection split on that port halfway through it."""
     body = work_dir / "grpc-body.bin"
     body.write_bytes(struct.pack(">?I", False, len(request)) + request)
     log = work_dir / "h2load.log"
@@ -68,7 +116,14 @@ def run_h2load(
         "-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers",
         "--log-file", str(log), f"http://{target}{INFER_PATH}",
     ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + warmup + 60).stdout
+    split = ""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as h2load:
+        if split_port is not None:
+            time.sleep(warmup + seconds / 2)
+            split = connection_split(split_port)
+        output, errors = h2load.communicate(timeout=seconds + warmup + 60)
+    if h2load.returncode != 0:
+        raise subprocess.CalledProcessError(h2load.returncode, command, output, errors)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",
                      output)
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", output)
@@ -90,4 +145,5 @@ def run_h2load(
         p99_ms=cuts[98],
         requests=succeeded + failed + errored,
         errors=failed + errored + short,
+        split=split,
     )
