@@ -82,7 +82,7 @@ def _decode_raw_exact(model: OnnxModel, request: pb.ModelInferRequest) -> dict[s
 
     Under load each call runs with the caches cold from the gRPC stack and the network in between,
     so what a call touches is what it costs (docs/serving.md). This path accepts only what
-    _decode_checked accepts and gives the same feeds (tests/app/test_grpc_codec.py); anything else,
+    _decode_checked accepts and gives the same feeds (tests/app/grpc_codec_checks.py); anything else,
     valid or not, returns None and goes through _decode_checked, which also words the errors.
     """
     inputs = request.inputs
