@@ -109,7 +109,8 @@ class OnnxModel:
         self.outputs = {n.name: _tensor_spec(n, path) for n in self.session.get_outputs()}
         self.output_names = list(self.outputs)
         # One RunOptions for every run: with None, onnxruntime builds a default one per call, a
-        # cost that shows under load (docs/serving.md). Run() only reads it, so threads may share it.
+        # cost that shows under load (docs/serving.md). Run() only reads it (const RunOptions&), so
+        # threads may share it; nothing here sets its terminate flag, which would stop every run.
         self._run_options = ort.RunOptions()
         self.card: ModelCard | None = None   # set by attach_card when a verified card lies beside the model
 

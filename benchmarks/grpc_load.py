@@ -23,7 +23,6 @@ import statistics
 import struct
 import subprocess
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,22 +64,27 @@ def call_once(target: str, request: bytes) -> int:
 
 
 def connection_split(port: int) -> str:
-    """How the established TCP connections accepted on `port` are spread over processes: "9/7".
+    """How the established TCP connections accepted on `port` are spread over the processes that
+    listen on it, largest first: "9/7", or "16/0" when one process has them all.
 
     Read from /proc (the kernel's TCP tables, and each process's socket descriptors), for the
-    processes this user can see; "" when no process holds one.
+    processes this user can see; "" when no process listens on the port.
     """
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    listening, established = set(), set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):  # IPv4-mapped addresses are in tcp6
         try:
             rows = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for row in rows:
             fields = row.split()  # sl local_address rem_address st ... inode (the 10th)
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
-                inodes.add(f"socket:[{fields[9]}]")
-    per_process: Counter[str] = Counter()
+            if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if fields[3] == "0A":  # LISTEN
+                listening.add(f"socket:[{fields[9]}]")
+            elif fields[3] == "01":  # ESTABLISHED
+                established.add(f"socket:[{fields[9]}]")
+    per_process: dict[str, int] = {}
     for fd_dir in Path("/proc").glob("[0-9]*/fd"):
         try:
             descriptors = os.listdir(fd_dir)
@@ -88,10 +92,13 @@ def connection_split(port: int) -> str:
             continue
         for descriptor in descriptors:
             try:
-                if os.readlink(fd_dir / descriptor) in inodes:
-                    per_process[fd_dir.parent.name] += 1
+                target = os.readlink(fd_dir / descriptor)
             except OSError:
                 continue
+            if target in listening:
+                per_process.setdefault(fd_dir.parent.name, 0)
+            elif target in established:
+                per_process[fd_dir.parent.name] = per_process.get(fd_dir.parent.name, 0) + 1
     return "/".join(str(count) for count in sorted(per_process.values(), reverse=True))
 
 
@@ -117,11 +124,16 @@ def run_h2load(
         "--log-file", str(log), f"http://{target}{INFER_PATH}",
     ]
     split = ""
+    deadline = time.monotonic() + seconds + warmup + 60
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as h2load:
-        if split_port is not None:
-            time.sleep(warmup + seconds / 2)
-            split = connection_split(split_port)
-        output, errors = h2load.communicate(timeout=seconds + warmup + 60)
+        try:
+            if split_port is not None:
+                time.sleep(warmup + seconds / 2)
+                split = connection_split(split_port)
+            output, errors = h2load.communicate(timeout=max(deadline - time.monotonic(), 1))
+        except BaseException:
+            h2load.kill()  # a hung h2load must not hang the benchmark (Popen's exit waits for it)
+            raise
     if h2load.returncode != 0:
         raise subprocess.CalledProcessError(h2load.returncode, command, output, errors)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",

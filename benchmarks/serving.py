@@ -20,7 +20,8 @@ ours (GRPC_WORKERS processes) and by MLServer's gRPC endpoint, loaded by h2load 
 HTTP/2 generator, `apt-get install nghttp2-client`) sending one fixed ModelInfer call of 1 row and
 of a 64-row batch with raw contents (benchmarks/grpc_load.py). MLServer's settings there trade
 requests/s against p99, so the one with the most requests/s and the one with the lowest p99 both run
-in every round, and each ratio is against the better at that figure.
+in every round (picked on a one-row screening run of each setting), and each ratio is against the
+better of the two at that figure.
 
 Needs: wrk (`apt-get install wrk`), the project venv with the `bench` extra, network access to PyPI
 the first time (MLServer's venv).
@@ -486,8 +487,8 @@ def bench_grpc(
 
     MLServer's parallel_workers settings trade requests/s against p99, and the best setting for one
     is often not the best for the other (their requests/s are within the noise of each other, their
-    p99 are not): each ratio is taken against the setting best at that figure, both run in every
-    round.
+    p99 are not): the fastest and the steadiest setting of a one-row screening run both run in every
+    round, and each ratio is taken against the better of the two at that figure.
     """
     rows = []
     tried_lines = []
@@ -564,8 +565,8 @@ def grpc_report(
         f"with grpcio before the load. Ours: `GRPC_WORKERS={args.workers}` gRPC processes (plus one idle HTTP "
         f"worker), defaults otherwise; MLServer {MLSERVER_VERSION}'s gRPC endpoint serves the same estimator "
         "through mlserver-sklearn, in the `parallel_workers` setting with the most requests/s and in the one "
-        "with the lowest p99 when they differ (tried below); each ratio is against the better of them at that "
-        f"figure. {load_note(args)}",
+        "with the lowest p99 of a one-row screening run (below), both in every round; each ratio is against the "
+        f"better of the two at that figure. {load_note(args)}",
         "",
         "| model | rows | server | requests/s | p50 ms | p99 ms | errors | requests/s vs MLServer | "
         "p99 vs MLServer |",

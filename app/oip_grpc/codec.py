@@ -88,7 +88,7 @@ def _decode_raw_exact(model: OnnxModel, request: pb.ModelInferRequest) -> dict[s
     inputs = request.inputs
     raw = request.raw_input_contents
     specs = model.inputs
-    if len(inputs) != len(specs) or len(raw) != len(inputs):
+    if not inputs or len(inputs) != len(specs) or len(raw) != len(inputs):
         return None
     feeds: dict[str, np.ndarray] = {}
     for tensor, chunk in zip(inputs, raw, strict=True):

@@ -28,24 +28,30 @@ INPUTS = {
     "features": ("FP32", "FLOAT", np.float32, [None, 4]),
     "ids": ("INT64", "INT64", np.int64, [None, 3]),
     "window": ("FP16", "FLOAT16", np.float16, [2, None]),
+    "grid": ("FP32", "FLOAT", np.float32, [None, None]),
 }
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
+def build_model(path: Path, names: list[str]) -> OnnxModel:
+    """A graph passing each of INPUTS' `names` through Identity to `<name>_out`."""
     from onnx import TensorProto, helper, save_model
 
     nodes, inputs, outputs = [], [], []
-    for name, (_, onnx_type, _, shape) in INPUTS.items():
+    for name in names:
+        _, onnx_type, _, shape = INPUTS[name]
         dims = [f"{name}_{i}" if d is None else d for i, d in enumerate(shape)]
         element = getattr(TensorProto, onnx_type)
         inputs.append(helper.make_tensor_value_info(name, element, dims))
         outputs.append(helper.make_tensor_value_info(f"{name}_out", element, dims))
         nodes.append(helper.make_node("Identity", [name], [f"{name}_out"]))
-    path = tmp_path_factory.mktemp("codec") / "multi.onnx"
-    graph = helper.make_graph(nodes, "multi", inputs, outputs)
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs)
     save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return OnnxModel.load(path, name="multi", version="1")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
+    return build_model(tmp_path_factory.mktemp("codec") / "multi.onnx", list(INPUTS))
 
 
 def arrays(rows: int, width: int = 5) -> dict[str, np.ndarray]:
@@ -53,6 +59,7 @@ def arrays(rows: int, width: int = 5) -> dict[str, np.ndarray]:
         "features": np.arange(rows * 4, dtype=np.float32).reshape(rows, 4) / 3,
         "ids": np.arange(rows * 3, dtype=np.int64).reshape(rows, 3) - 2**40,
         "window": np.linspace(-1, 1, 2 * width).astype(np.float16).reshape(2, width),
+        "grid": np.arange(3 * (rows + 1), dtype=np.float32).reshape(3, rows + 1) - 7.5,
     }
 
 
@@ -76,7 +83,7 @@ def assert_same_feeds(fast: dict[str, np.ndarray] | None, checked: dict[str, np.
 @pytest.mark.parametrize("rows", [0, 1, 64])
 def test_the_common_case_gives_the_checked_paths_feeds(model: OnnxModel, rows: int) -> None:
     tensors = arrays(rows)
-    request = request_for(tensors, order=["window", "features", "ids"])  # any order of inputs
+    request = request_for(tensors, order=["window", "grid", "features", "ids"])  # any order of inputs
     checked = codec._decode_checked(model, request)
     assert_same_feeds(codec._decode_raw_exact(model, request), checked)
     assert_same_feeds(codec.decode_inputs(model, request), checked)
@@ -84,29 +91,45 @@ def test_the_common_case_gives_the_checked_paths_feeds(model: OnnxModel, rows: i
         assert checked[name].tolist() == array.tolist()
 
 
-def test_typed_contents_and_string_tensors_take_the_checked_path(model: OnnxModel, tmp_path: Path) -> None:
-    typed = pb.ModelInferRequest(model_name="multi")
-    for name, array in arrays(2).items():
-        tensor = typed.inputs.add(name=name, datatype=INPUTS[name][0], shape=list(array.shape))
-        if name == "features":
-            tensor.contents.fp32_contents.extend(array.ravel().tolist())
-        elif name == "ids":
-            tensor.contents.int64_contents.extend(array.ravel().tolist())
-    typed.inputs.pop()  # FP16 has no typed contents field: leave "window" out, and so the request is invalid
-    assert codec._decode_raw_exact(model, typed) is None
-    with pytest.raises(V2Error, match=r"missing model inputs: \['window'\]"):
-        codec.decode_inputs(model, typed)
+def test_typed_contents_take_the_checked_path(tmp_path: Path) -> None:
+    typed_model = build_model(tmp_path / "typed.onnx", ["features", "ids"])  # FP16 has no typed field
+    tensors = {name: array for name, array in arrays(2).items() if name in ("features", "ids")}
+    request = pb.ModelInferRequest(model_name="multi")
+    for name, array in tensors.items():
+        tensor = request.inputs.add(name=name, datatype=INPUTS[name][0], shape=list(array.shape))
+        field = "fp32_contents" if name == "features" else "int64_contents"
+        getattr(tensor.contents, field).extend(array.ravel().tolist())
+    assert codec._decode_raw_exact(typed_model, request) is None
+    feeds = codec.decode_inputs(typed_model, request)
+    assert {name: feeds[name].tolist() for name in feeds} == {name: a.tolist() for name, a in tensors.items()}
 
+
+def test_string_tensors_take_the_checked_path_even_when_their_size_looks_right(tmp_path: Path) -> None:
     echo = OnnxModel.load(build_echo_model(tmp_path / "echo.onnx"), name="echo", version="1")
+    # Two length-prefixed strings of 4 bytes: 16 bytes, what 2 elements of numpy's object dtype (8
+    # bytes each, pointers) would take, so only the BYTES rule keeps them from np.frombuffer.
+    texts = b"".join(len(t).to_bytes(4, "little") + t for t in (b"abcd", b"efgh"))
+    assert len(texts) == 2 * np.dtype(object).itemsize
     request = pb.ModelInferRequest(model_name="echo")
     for spec in echo.inputs.values():
         request.inputs.add(name=spec.name, datatype=spec.datatype, shape=[1, 2])
-        if spec.datatype == "BYTES":
-            request.raw_input_contents.append(b"".join(len(t).to_bytes(4, "little") + t for t in (b"a", b"bc")))
-        else:
-            request.raw_input_contents.append(np.zeros((1, 2), spec.dtype).tobytes())
-    assert codec._decode_raw_exact(echo, request) is None  # BYTES: length-prefixed elements
-    assert codec.decode_inputs(echo, request)["texts"].tolist() == [["a", "bc"]]
+        request.raw_input_contents.append(texts if spec.datatype == "BYTES" else np.zeros((1, 2), spec.dtype).tobytes())
+    assert codec._decode_raw_exact(echo, request) is None
+    assert codec.decode_inputs(echo, request)["texts"].tolist() == [["abcd", "efgh"]]
+
+
+def test_a_model_without_inputs_still_refuses_an_empty_request(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper, save_model
+
+    constant = helper.make_node("Constant", [], ["out"], value=numpy_helper.from_array(np.ones(2, np.float32)))
+    output = helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([constant], "constant", [], [output])
+    save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "constant.onnx")
+    constant_model = OnnxModel.load(tmp_path / "constant.onnx", name="constant", version="1")
+    request = pb.ModelInferRequest(model_name="constant")
+    assert codec._decode_raw_exact(constant_model, request) is None
+    with pytest.raises(V2Error, match="request must have a non-empty inputs list"):
+        codec.decode_inputs(constant_model, request)
 
 
 def _invalid_requests() -> dict[str, pb.ModelInferRequest]:
@@ -119,20 +142,24 @@ def _invalid_requests() -> dict[str, pb.ModelInferRequest]:
     case("wrong datatype").inputs[0].datatype = "FP64"
     case("unknown datatype").inputs[0].datatype = "FLOAT"
     case("unknown input").inputs[1].name = "idz"
-    case("input given twice").inputs[1].name = "features"
+    twice = case("input given twice")  # a second, well-formed "features" in place of "ids"
+    twice.inputs[1].CopyFrom(twice.inputs[0])
+    twice.raw_input_contents[1] = twice.raw_input_contents[0]
     case("wrong rank").inputs[0].shape.append(1)
     wrong_fixed = case("wrong fixed dimension").inputs[2]
     del wrong_fixed.shape[:]
     wrong_fixed.shape.extend([5, 2])  # 10 elements, the same count, but the model's first dimension is 2
-    negatives = case("two negative dimensions").inputs[0]
+    negatives = case("two negative dimensions").inputs[3]  # "grid": both dimensions dynamic
     del negatives.shape[:]
-    negatives.shape.extend([-2, -4])  # their product is the element count: only the sign check refuses
+    negatives.shape.extend([-3, -3])  # their product is the element count (3 x 3): only the sign refuses
     case("one byte short").raw_input_contents[1] = arrays(2)["ids"].tobytes()[:-1]
     del case("no raw contents").raw_input_contents[:]
     case("raw contents for no input").raw_input_contents.append(b"\0" * 8)
     both = case("raw and typed contents")
     both.inputs[0].contents.fp32_contents.extend([0.0] * 8)
-    case("an input missing").inputs.pop()
+    missing = case("an input missing")  # its raw contents gone too: only the count of inputs differs
+    missing.inputs.pop()
+    missing.raw_input_contents.pop()
     cases["no inputs"] = pb.ModelInferRequest(model_name="multi")
     return cases
 
@@ -182,7 +209,7 @@ def test_a_response_over_the_limit_is_refused_with_the_rest_message(
         served, names, results = model, ["features_out"], [np.zeros((64, 4), np.float32)]  # 1024 bytes
     else:
         served = OnnxModel.load(build_echo_model(tmp_path / "echo.onnx"), name="echo", version="1")
-        names, results = ["texts_out"], [np.array([["x" * 600, "y" * 600]], dtype=object)]  # 1208 bytes
+        names, results = ["texts_out"], [np.array([["x" * 600, "y" * 600]], dtype=object)]  # 1212 bytes
     with pytest.raises(V2Error) as expected:
         check_response_size([True], results, 1000)
     with pytest.raises(V2Error) as caught:
