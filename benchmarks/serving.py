@@ -516,25 +516,25 @@ def bench_grpc(
             picks = (("most requests/s", fastest), ("lowest p99", steadiest))
             marks = ", ".join(mark for mark, best in picks if best == setting)
             tried_lines.append(f"- {name}, parallel_workers={setting}: {figure}" + (f" ({marks})" if marks else ""))
-        theirs = {f"theirs-{setting}": setting for setting in dict.fromkeys((fastest, steadiest))}
-        runs: dict[str, list[dict[int, GrpcLoad]]] = {"ours": [], "quiet": [], **{key: [] for key in theirs}}
+        # Each server's runs by the label the report shows; the first is the defaults' (the verdict's).
+        ours = {"ai-app": True, "ai-app, ACCESS_LOG=false": False}  # label: ACCESS_LOG
+        theirs = {f"MLServer, parallel_workers={s}": s for s in dict.fromkeys((fastest, steadiest))}
+        runs: dict[str, list[dict[int, GrpcLoad]]] = {label: [] for label in (*ours, *theirs)}
         for round_number in range(1, args.rounds + 1):
-            runs["ours"].append(bench_ours_grpc(model, args, work_dir, access_log=True))
-            runs["quiet"].append(bench_ours_grpc(model, args, work_dir, access_log=False))
-            for key, setting in theirs.items():
-                runs[key].append(bench_mlserver_grpc(model, args, work_dir, mlserver, setting))
+            for label, access_log in ours.items():
+                runs[label].append(bench_ours_grpc(model, args, work_dir, access_log=access_log))
+            for label, setting in theirs.items():
+                runs[label].append(bench_mlserver_grpc(model, args, work_dir, mlserver, setting))
             print(f"{name} gRPC round {round_number}: " + str({k: v[-1] for k, v in runs.items()}), file=sys.stderr)
-        labels = {"ours": "ai-app", "quiet": "ai-app, ACCESS_LOG=false"}
-        labels |= {key: f"MLServer, parallel_workers={setting}" for key, setting in theirs.items()}
         for batch in GRPC_BATCHES:
-            medians = {key: grpc_median([r[batch] for r in results]) for key, results in runs.items()}
-            mlserver_medians = {labels[key]: medians[key] for key in theirs}
-            rows.append((name, batch, {labels[k]: medians[k] for k in ("ours", "quiet")}, mlserver_medians))
-            for key, label in labels.items():
+            medians = {label: grpc_median([r[batch] for r in results]) for label, results in runs.items()}
+            rows.append((name, batch, {label: medians[label] for label in ours},
+                         {label: medians[label] for label in theirs}))
+            for label, results in runs.items():
                 figures = ", ".join(
                     f"{r[batch].requests_per_s:,.0f} / {r[batch].p99_ms:.1f}"
                     + (f" ({r[batch].split})" if r[batch].split else "")
-                    for r in runs[key]
+                    for r in results
                 )
                 rounds_lines.append(f"- {name}, {batch} rows, {label}: {figures}")
     empty = bench_empty_grpc(args, work_dir)
@@ -549,11 +549,10 @@ def grpc_report(
     rounds_lines: list[str],
     args: argparse.Namespace,
 ) -> str:
-    command = recorded_command(sys.argv[1:])
     lines = [
         GRPC_SECTION,
         "",
-        f"Command: `{command.strip()}`",
+        f"Command: `{args.command}`",
         "",
         f"Machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}, shared "
         "with other jobs while measured (re-run on a quiet machine for absolute figures). Load: h2load "
@@ -647,13 +646,12 @@ def report(
     empty: LoadResult,
     shutdown: ShutdownResult,
     args: argparse.Namespace,
-    command: str,
 ) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [
         SECTION,
         "",
-        f"Command: `{command}`",
+        f"Command: `{args.command}`",
         "",
         f"Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}. "
         f"Load: wrk, {args.connections} keep-alive connections, {args.wrk_threads} threads, "
@@ -772,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-only", action="store_true", help="only the gRPC comparison")
     args = parser.parse_args(argv)
     args.load_at_start = os.getloadavg()
+    args.command = recorded_command(sys.argv[1:] if argv is None else argv)  # both sections show it
     if (args.grpc or args.grpc_only) and shutil.which("h2load") is None:
         print("h2load is not installed: apt-get install nghttp2-client", file=sys.stderr)
         return 2
@@ -813,8 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         shutdown = bench_graceful_shutdown(models[args.models[0]], args, work_dir)
         print(f"graceful shutdown: {shutdown}", file=sys.stderr)
         grpc_text = bench_grpc(models, args, work_dir, mlserver) if args.grpc else None
-    command = recorded_command(sys.argv[1:] if argv is None else argv)
-    text = report(rows, all_runs, mlserver_tried, empty, shutdown, args, command.strip())
+    text = report(rows, all_runs, mlserver_tried, empty, shutdown, args)
     print(text)
     if grpc_text:
         print(grpc_text)
