@@ -1,5 +1,6 @@
-"""The service's gRPC stack with an empty servicer: GRPC_WORKERS-style forked processes, each a
-grpc.aio server on the shared port with app.oip_grpc.server's options, answering ModelInfer with a
+"""The service's gRPC stack with an empty servicer: GRPC_WORKERS-style forked processes, each the
+service's threaded server (app.oip_grpc.server.build_server, its options and call threads) on the
+shared port, answering ModelInfer with a
 fixed small response without parsing the request. Its calls/s is the ceiling the real service is
 measured against, and a bound on what the load generator can drive.
 
@@ -22,30 +23,27 @@ RESPONSE = b"\x0a\x05empty"  # a ModelInferResponse with model_name "empty"
 
 
 def serve(port: int) -> None:
-    import asyncio
-
     import grpc
-    import uvloop
 
-    from app.oip_grpc.server import server_options
+    from app.oip_grpc.server import build_server, new_call_threads
     from app.oip_grpc.service import SERVICE_NAME
 
-    async def model_infer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    settings = Settings(GRPC_PORT=port)
+    call_threads = new_call_threads(settings)
+
+    def model_infer(request: bytes, context: grpc.ServicerContext) -> bytes:
+        call_threads.request_received()  # as the service's handlers do
         return RESPONSE
 
-    async def main() -> None:
-        server = grpc.aio.server(options=server_options(Settings(GRPC_PORT=port)))
-        handler = grpc.method_handlers_generic_handler(
-            SERVICE_NAME, {"ModelInfer": grpc.unary_unary_rpc_method_handler(model_infer)}
-        )
-        server.add_generic_rpc_handlers((handler,))
-        server.add_insecure_port(f"127.0.0.1:{port}")
-        await server.start()
-        await server.wait_for_termination()
-
+    server = build_server(settings, call_threads)
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE_NAME, {"ModelInfer": grpc.unary_unary_rpc_method_handler(model_infer)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the service's loop (run_worker)
-        runner.run(main())
+    server.wait_for_termination()
 
 
 def main() -> int:

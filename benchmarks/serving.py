@@ -601,8 +601,9 @@ def grpc_report(
         "",
         *[f"- {v}" for v in verdicts],
         "",
-        "The `empty gRPC servicer` line is the same processes, grpc.aio server and options answering ModelInfer "
-        "with a fixed response, without parsing or inference (benchmarks/empty_grpc_server.py): the ceiling of "
+        "The `empty gRPC servicer` line is the same processes, threaded server, call threads and options "
+        "answering ModelInfer with a fixed response, without parsing or inference "
+        "(benchmarks/empty_grpc_server.py): the ceiling of "
         "the gRPC stack on this machine, and a floor for what h2load can drive (h2load and the servers share the "
         "CPUs).",
         "",

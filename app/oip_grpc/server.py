@@ -1,4 +1,4 @@
-"""The body of one gRPC worker process: a grpc.aio server on GRPC_PORT until SIGTERM.
+"""The body of one gRPC worker process: grpcio's threaded server on GRPC_PORT until SIGTERM.
 
 Runs only in a process forked from the serve command's main process, which has loaded and verified
 the model but never imported grpc: gRPC's fork support covers clients only, and a gRPC server (its
@@ -9,18 +9,17 @@ SO_REUSEPORT (gRPC sets it by default on Linux), the kernel spreading connection
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import signal
+import threading
 
 import grpc
-import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from app.config import Settings
 from app.logs import flush_batched_logs
 from app.metrics import FLUSH_SECONDS
+from app.oip_grpc.call_threads import CallThreads
 from app.oip_grpc.service import SERVICE_NAME, InferenceServicer, add_to_server
 from app.state import ServiceState
 
@@ -28,6 +27,12 @@ logger = logging.getLogger("app.grpc")
 
 # How often the worker looks at the shared draining flag (set by the main process on SIGTERM).
 _DRAIN_POLL_SECONDS = 0.2
+# Threads that run calls in each worker (app/oip_grpc/call_threads.py): with 2, one runs Python while
+# the other waits for gRPC core; 1 left calls waiting on that hand-off, more fought over the GIL.
+CALL_THREADS = 2
+# A call whose request message has not come this long after its headers is a stalled client's: it
+# gets a thread of its own, and fresh calls keep CALL_THREADS.
+STALL_SECONDS = 0.1
 # Room for the protobuf framing around raw outputs already bounded by MAX_RESPONSE_BYTES.
 _RESPONSE_FRAMING_BYTES = 1024 * 1024
 
@@ -49,11 +54,24 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-async def serve(state: ServiceState, settings: Settings) -> None:
+def build_server(settings: Settings, call_threads: CallThreads) -> grpc.Server:
+    """grpcio's threaded server with the service's options, its calls run on `call_threads`."""
+    return grpc.server(
+        call_threads, options=server_options(settings), maximum_concurrent_rpcs=settings.MAX_CONNECTIONS
+    )
+
+
+def new_call_threads(settings: Settings) -> CallThreads:
+    # Every call the server admits (MAX_CONNECTIONS) may be one a client stalls, and holds a thread.
+    return CallThreads(core=CALL_THREADS, limit=settings.MAX_CONNECTIONS, stall_seconds=STALL_SECONDS)
+
+
+def serve(state: ServiceState, settings: Settings) -> None:
     """Serve until SIGTERM, then stop accepting calls and give running ones GRACEFUL_TIMEOUT."""
-    server = grpc.aio.server(options=server_options(settings), maximum_concurrent_rpcs=settings.MAX_CONNECTIONS)
-    add_to_server(InferenceServicer(state, settings), server)
-    health_servicer = health.aio.HealthServicer()
+    call_threads = new_call_threads(settings)
+    server = build_server(settings, call_threads)
+    add_to_server(InferenceServicer(state, settings, request_received=call_threads.request_received), server)
+    health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"{settings.BIND_HOST}:{settings.GRPC_PORT}"
     if ":" in settings.BIND_HOST:
@@ -62,33 +80,32 @@ async def serve(state: ServiceState, settings: Settings) -> None:
         server.add_insecure_port(address)
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {address} for gRPC: {exc}") from None
-    await server.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     # "" is the server as a whole, what a Kubernetes grpc probe without `service` asks about.
     for service in ("", SERVICE_NAME):
-        await health_servicer.set(service, serving)
+        health_servicer.set(service, serving)
     logger.info("gRPC server listening", extra={"address": address})
 
-    flushing = asyncio.create_task(_flush_metrics(state))
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    flushing = threading.Thread(target=_flush_metrics, args=(state, stop), name="grpc-flush", daemon=True)
+    flushing.start()
     while not stop.is_set() and not state.is_draining:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _DRAIN_POLL_SECONDS)
+        stop.wait(_DRAIN_POLL_SECONDS)
     # Draining (the main process got SIGTERM): probes and ServerReady fail at once; calls are still
     # served until this process gets its own SIGTERM, after SHUTDOWN_DELAY.
-    await health_servicer.enter_graceful_shutdown()
-    await stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    while not stop.wait(_DRAIN_POLL_SECONDS):
+        pass
     logger.info("gRPC server stopping", extra={"graceful_timeout": settings.GRACEFUL_TIMEOUT})
-    await server.stop(settings.GRACEFUL_TIMEOUT)
-    flushing.cancel()
+    server.stop(settings.GRACEFUL_TIMEOUT).wait()
+    call_threads.shutdown(wait=False, cancel_futures=True)
 
 
-async def _flush_metrics(state: ServiceState) -> None:
+def _flush_metrics(state: ServiceState, stop: threading.Event) -> None:
     """Write the batched request counts and access log lines every FLUSH_SECONDS (app/metrics.py, app/logs.py)."""
-    while True:
-        await asyncio.sleep(FLUSH_SECONDS)
+    while not stop.wait(FLUSH_SECONDS):
         try:
             state.metrics.flush()
             flush_batched_logs()
@@ -108,12 +125,7 @@ def run_worker(state: ServiceState, settings: Settings) -> None:
         model.reopen_after_fork()
     state.metrics.worker_started()
     try:
-        # uvloop, as in the HTTP workers: every call is several loop iterations (grpc.aio's poller
-        # thread wakes the loop through a socket it watches, then the handler's task steps), and
-        # uvloop's loop in C runs them for less CPU than asyncio's selector loop: 6-12% more calls/s
-        # here (docs/serving.md).
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(state, settings))
+        serve(state, settings)
     finally:
         state.metrics.worker_stopping()
         state.metrics.flush()

@@ -1,11 +1,10 @@
-"""GRPCInferenceService of the Open Inference Protocol, on grpc.aio, over the same state as REST.
+"""GRPCInferenceService of the Open Inference Protocol on grpcio's threaded server, over REST's state.
 
-Each call runs on the worker's event loop, one at a time, as REST does with WEB_THREADS=1: the
-cheapest path for small inferences, and a call waiting for its request message costs a coroutine,
-never a thread. Every call gets a request id (the caller's `x-request-id` metadata when well
-formed, else a new one), returned in the trailing metadata and written in its log line; it is
-counted in the REST metrics' series with protocol="grpc", the full method name as route and the
-status code's name as status.
+Calls run on the worker's few call threads (app/oip_grpc/call_threads.py); a call whose client
+stalls before its request message arrives gets a thread of its own. Every call gets a request id
+(the caller's `x-request-id` metadata when well formed, else a new one), returned in the trailing
+metadata and written in its log line; it is counted in the REST metrics' series with
+protocol="grpc", the full method name as route and the status code's name as status.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -66,7 +65,7 @@ def _lenient_parser(message_class: type[Message]) -> Callable[[bytes], Message |
     return parse
 
 
-def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+def add_to_server(servicer: InferenceServicer, server: grpc.Server) -> None:
     """Register the servicer's methods: the generated add_GRPCInferenceServiceServicer_to_server, but
     with request parsing that reports malformed messages as the client's error."""
     handlers = {}
@@ -82,13 +81,14 @@ def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
-def _observed(method: Callable[..., Response]) -> Callable[..., Awaitable[Response]]:
-    """Wrap a servicer method (sync, raising V2Error) as an async gRPC handler with id, metrics and log."""
+def _observed(method: Callable[..., Response]) -> Callable[..., Response]:
+    """Wrap a servicer method (raising V2Error) as a gRPC handler with id, metrics and log."""
     route = f"/{SERVICE_NAME}/{method.__name__}"
     quiet = method.__name__ in _QUIET
 
     @functools.wraps(method)
-    async def handler(self: InferenceServicer, request: Any, context: grpc.aio.ServicerContext) -> Response:
+    def handler(self: InferenceServicer, request: Any, context: grpc.ServicerContext) -> Response:
+        self.request_received()
         started = time.perf_counter()
         incoming = None
         for key, value in context.invocation_metadata() or ():
@@ -117,9 +117,9 @@ def _observed(method: Callable[..., Response]) -> Callable[..., Awaitable[Respon
             fields["duration_ms"] = round(seconds * 1000, 3)
             fields["peer"] = context.peer()
             self.access_lines.request(fields)
-        if code is not grpc.StatusCode.OK:
-            await context.abort(code, message, trailer)
         context.set_trailing_metadata(trailer)
+        if code is not grpc.StatusCode.OK:
+            context.abort(code, message)  # raises; the status goes out with the trailer set above
         return response
 
     return handler
@@ -128,8 +128,12 @@ def _observed(method: Callable[..., Response]) -> Callable[..., Awaitable[Respon
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The protocol's six calls over one ServiceState (the model loaded and verified by serve)."""
 
-    def __init__(self, state: ServiceState, settings: Settings) -> None:
+    def __init__(
+        self, state: ServiceState, settings: Settings, request_received: Callable[[], None] = lambda: None
+    ) -> None:
         self.state = state
+        # Tells the call threads this call has its request (CallThreads.request_received).
+        self.request_received = request_received
         self.app_version = settings.APP_VERSION
         self.access_log = settings.ACCESS_LOG
         self.access_lines = AccessLog()

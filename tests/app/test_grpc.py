@@ -417,6 +417,45 @@ def test_no_client_error_was_an_internal_error(iris: GrpcServer) -> None:
     assert not [e for e in entries if e.get("status") in ("INTERNAL", "UNKNOWN")]
 
 
+# --- stalled clients --------------------------------------------------------------------------------
+
+
+def test_calls_stalled_by_their_clients_do_not_hold_up_fresh_ones(iris: GrpcServer) -> None:
+    """Clients that send a call's headers and then no message (48 calls over 12 connections, so both
+    worker processes hold more than their call threads) must not stop fresh calls; the stalled ones
+    are answered when their message finally comes."""
+    release = threading.Event()
+
+    def held_back_request() -> Iterator[pb.ModelInferRequest]:
+        # A unary method called as client-streaming: headers go out now, the message when released.
+        release.wait(120)
+        yield iris_request()
+
+    channels = [grpc.insecure_channel(iris.target) for _ in range(12)]
+    try:
+        stalled = []
+        for stalled_channel in channels:
+            call = stalled_channel.stream_unary(
+                f"/{SERVICE}/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            stalled += [call.future(held_back_request(), timeout=120) for _ in range(4)]
+        time.sleep(1)  # the stalled calls have reached the workers
+        assert not [f for f in stalled if f.done()], "a stalled call ended before its message was sent"
+        for _ in range(8):  # fresh connections, so both worker processes answer some
+            with grpc.insecure_channel(iris.target) as fresh:
+                response = pb_grpc.GRPCInferenceServiceStub(fresh).ModelInfer(iris_request(), timeout=30)
+            assert response.model_name == "iris"
+        release.set()
+        for future in stalled:
+            assert future.result(timeout=60).model_name == "iris"
+    finally:
+        release.set()
+        for stalled_channel in channels:
+            stalled_channel.close()
+
+
 # --- health, request ids, metrics ----------------------------------------------------------------
 
 
