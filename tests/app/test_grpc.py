@@ -431,7 +431,9 @@ def test_calls_stalled_by_their_clients_do_not_hold_up_fresh_ones(iris: GrpcServ
         release.wait(120)
         yield iris_request()
 
-    channels = [grpc.insecure_channel(iris.target) for _ in range(12)]
+    # Its own subchannel pool per channel: else grpcio shares one connection among channels to a target.
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(iris.target, options=own_connection) for _ in range(12)]
     try:
         stalled = []
         for stalled_channel in channels:
@@ -444,7 +446,7 @@ def test_calls_stalled_by_their_clients_do_not_hold_up_fresh_ones(iris: GrpcServ
         time.sleep(1)  # the stalled calls have reached the workers
         assert not [f for f in stalled if f.done()], "a stalled call ended before its message was sent"
         for _ in range(8):  # fresh connections, so both worker processes answer some
-            with grpc.insecure_channel(iris.target) as fresh:
+            with grpc.insecure_channel(iris.target, options=own_connection) as fresh:
                 response = pb_grpc.GRPCInferenceServiceStub(fresh).ModelInfer(iris_request(), timeout=30)
             assert response.model_name == "iris"
         release.set()

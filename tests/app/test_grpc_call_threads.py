@@ -125,7 +125,136 @@ def test_shutdown_cancels_queued_calls_and_refuses_new_ones() -> None:
 
 
 def test_core_and_limit_are_checked() -> None:
-    with pytest.raises(ValueError, match="core <= limit"):
+    with pytest.raises(ValueError, match="core=3, limit=2"):
         CallThreads(core=3, limit=2, stall_seconds=STALL)
-    with pytest.raises(ValueError, match="1 <= core"):
-        CallThreads(core=0, limit=2, stall_seconds=STALL)
+    with pytest.raises(ValueError, match="running=0"):
+        CallThreads(core=2, limit=2, stall_seconds=STALL, running=0)
+    with pytest.raises(ValueError, match="running=3, core=2"):
+        CallThreads(core=2, limit=4, stall_seconds=STALL, running=3)
+
+
+@pytest.mark.parametrize("running", [1, 2])
+def test_at_most_running_handlers_run_at_once_when_stalled_calls_arrive_together(running: int) -> None:
+    pool = CallThreads(core=2, limit=8, stall_seconds=STALL, running=running)
+    release = threading.Event()
+    lock = threading.Lock()
+    handlers = {"now": 0, "most": 0}
+
+    def stalled_then_heavy() -> str:
+        release.wait(30)  # the client's message comes late, for all six at the same moment
+        pool.request_received()
+        with lock:
+            handlers["now"] += 1
+            handlers["most"] = max(handlers["most"], handlers["now"])
+        time.sleep(0.05)  # the handler's work (an inference's memory is held meanwhile)
+        with lock:
+            handlers["now"] -= 1
+        return "done"
+
+    try:
+        calls = [pool.submit(stalled_then_heavy) for _ in range(6)]
+        wait_for(lambda: pool.stalled == 6, "six stalled calls should each have a thread")
+    finally:
+        release.set()
+    assert [f.result(timeout=10) for f in calls] == ["done"] * 6
+    assert handlers["most"] == running
+    pool.shutdown()
+
+
+def test_one_stalled_call_under_steady_load_does_not_churn_threads(pool: CallThreads) -> None:
+    """With one call stalled, 16 callers in a closed loop keep being served by core + 1 threads: the
+    queue moves, so no thread is started per queued call (and left again after it)."""
+    release = threading.Event()
+    stop = threading.Event()
+    served = [0] * 16
+
+    def caller(index: int) -> None:
+        while not stop.is_set():
+            def call() -> None:
+                pool.request_received()
+                time.sleep(0.002)  # a short inference
+            pool.submit(call).result(timeout=30)
+            served[index] += 1
+
+    try:
+        stalled = pool.submit(stalled_call(release))
+        wait_for(lambda: pool.stalled == 1, "the stalled call was not counted")
+        started = pool.started
+        callers = [threading.Thread(target=caller, args=(i,)) for i in range(16)]
+        for thread in callers:
+            thread.start()
+        time.sleep(1.5)
+        stop.set()
+        for thread in callers:
+            thread.join(timeout=30)
+        assert min(served) > 0
+        assert pool.started - started <= 2, f"{pool.started - started} threads started for {sum(served)} calls"
+    finally:
+        release.set()
+    assert stalled.result(timeout=10) == "stalled"
+
+
+def test_a_thread_that_cannot_start_does_not_stop_the_watching(
+    pool: CallThreads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_start = threading.Thread.start
+    failures = []
+
+    def start_or_fail_once(thread: threading.Thread) -> None:
+        if thread.name.startswith("test-call-") and not failures:
+            failures.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_or_fail_once)
+    release = threading.Event()
+    try:
+        stalled = [pool.submit(stalled_call(release)) for _ in range(2)]
+        fresh = pool.submit(lambda: "fresh")
+        assert fresh.result(timeout=10) == "fresh"
+        assert failures, "no thread start was refused"
+        wait_for(lambda: pool.threads == 2 + 2, "the pool did not recover from the refused start")
+    finally:
+        release.set()
+    assert [f.result(timeout=10) for f in stalled] == ["stalled"] * 2
+
+
+def submit_until_refused(pool: CallThreads, futures: list[Future[int]], refused: threading.Event) -> None:
+    while True:
+        try:
+            futures.append(pool.submit(lambda: 1))
+        except RuntimeError:
+            refused.set()
+            return
+
+
+def test_calls_submitted_while_shutting_down_are_run_cancelled_or_refused() -> None:
+    for _ in range(20):
+        pool = CallThreads(core=2, limit=4, stall_seconds=STALL)
+        futures: list[Future[int]] = []
+        refused = threading.Event()
+        threads = [threading.Thread(target=submit_until_refused, args=(pool, futures, refused)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.01)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for thread in threads:
+            thread.join(timeout=10)
+        assert refused.is_set()
+        assert all(f.done() for f in futures), "a call was queued after the stop and never resolved"
+
+
+def test_a_second_shutdown_that_waits_waits_for_running_calls() -> None:
+    pool = CallThreads(core=1, limit=1, stall_seconds=STALL)
+    release = threading.Event()
+    running = pool.submit(running_call(pool, release))
+    wait_for(running.running, "the call never started")
+    pool.shutdown(wait=False)
+    threading.Timer(0.2, release.set).start()
+    pool.shutdown(wait=True)
+    assert running.done()
+
+
+def test_stall_seconds_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="stall_seconds > 0, got 0"):
+        CallThreads(core=1, limit=1, stall_seconds=0)
