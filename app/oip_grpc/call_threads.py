@@ -30,7 +30,7 @@ from typing import Any
 # A worker thread's state, as the watcher reads it.
 _IDLE = 0
 _WAITING = 1  # running a call whose request message has not reached the handler yet
-_READY = 2  # the handler has the request and waits for one of the `core` running slots
+_READY = 2  # the handler has the request and waits for one of the `running` slots
 _RUNNING = 3  # the handler runs
 
 logger = logging.getLogger("app.grpc")
