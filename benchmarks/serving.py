@@ -107,6 +107,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise SystemExit(f"server not ready after {timeout:.0f} s ({url}); log: {log}")
 
 
+# Both sections say how the servers were started (see `running`).
+SESSION_NOTE = (
+    "The servers run in the benchmark's session, each in a process group of its own: with a session of its "
+    "own (Linux autogroup scheduling shares CPU time between sessions) the load generator's wake-ups waited for "
+    "the server's turn: ours measured about a quarter fewer gRPC requests/s, MLServer within its noise."
+)
+
+
 @contextmanager
 def running(command: list[str], env: dict[str, str], ready_url: str, log: Path, cwd: Path) -> Iterator[None]:
     with log.open("wb") as log_file:
@@ -563,10 +571,8 @@ def grpc_report(
         f"(nghttp2, compiled, one thread), {args.connections} HTTP/2 connections with one call in flight each, "
         f"{args.duration} s after a {args.warmup} s warm-up, {args.rounds} rounds alternating the servers (figures "
         "are medians; errors are totals of failed calls: failed streams, or calls whose response message did not "
-        "arrive), loopback. The servers run in the benchmark's session, each in a process group of its own: "
-        "with a session of its own (Linux autogroup scheduling shares CPU time between sessions) the load "
-        "generator's wake-ups waited for the server's turn: ours measured about a quarter fewer requests/s, "
-        "MLServer within its noise. Each call is one ModelInfer with FP32 raw_input_contents of 1 row or of a 64-row "
+        f"arrive), loopback. {SESSION_NOTE} Each call is one ModelInfer with FP32 raw_input_contents of 1 row or "
+        "of a 64-row "
         "batch, asking for the class and the class probabilities; each server's answer to it is checked once "
         f"with grpcio before the load. Ours: `GRPC_WORKERS={args.workers}` gRPC processes (plus one idle HTTP "
         f"worker), defaults otherwise; MLServer {MLSERVER_VERSION}'s gRPC endpoint serves the same estimator "
@@ -664,7 +670,8 @@ def report(
         f"Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}. "
         f"Load: wrk, {args.connections} keep-alive connections, {args.wrk_threads} threads, "
         f"{args.duration} s after a {args.warmup} s warm-up, {args.rounds} rounds alternating the servers "
-        "(figures are medians; errors, non-2xx and socket errors, are totals), loopback; each request is one V2 "
+        f"(figures are medians; errors, non-2xx and socket errors, are totals), loopback. {SESSION_NOTE} Each "
+        "request is one V2 "
         "JSON infer of one row (FP32 [1, 4]) asking for the class and the class probabilities. "
         f"Ours runs {args.workers} worker processes (`WEB_CONCURRENCY`) with its other defaults (granian, "
         f"`WEB_THREADS={Settings().WEB_THREADS}`, one JSON access-log line per request), and once more with "
