@@ -1,8 +1,8 @@
 """The service's gRPC stack with an empty servicer: GRPC_WORKERS-style forked processes, each the
 service's threaded server (app.oip_grpc.server.build_server, its options and call threads) on the
-shared port, answering ModelInfer with a
-fixed small response without parsing the request. Its calls/s is the ceiling the real service is
-measured against, and a bound on what the load generator can drive.
+shared port, answering ModelInfer with a fixed small response without parsing the request. Its
+calls/s is the ceiling the real service is measured against, and a bound on what the load generator
+can drive.
 
     python benchmarks/empty_grpc_server.py --port 8081 --workers 2
 """

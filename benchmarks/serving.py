@@ -129,7 +129,7 @@ def running(command: list[str], env: dict[str, str], ready_url: str, log: Path, 
         wait_ready(ready_url, process, log)
         yield
     finally:
-        # The whole session: MLServer's inference workers are its children.
+        # The whole process group: MLServer's inference workers are its children.
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
